@@ -1,0 +1,128 @@
+// Python bindings for pyintro::Engine. Converts numpy inputs, allocates the
+// numpy outputs, and releases the GIL while llama.cpp decodes.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "engine.h"
+#include "llama.h"
+
+namespace py = pybind11;
+using pyintro::Engine;
+
+namespace {
+
+template <typename T>
+std::vector<T> to_vector(const py::handle & obj, const char * what, size_t n_expected = (size_t) -1) {
+    auto arr = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(obj);
+    if (!arr) throw py::value_error(std::string(what) + " must be a numeric array");
+    if (arr.ndim() != 1) throw py::value_error(std::string(what) + " must be one-dimensional");
+    if (n_expected != (size_t) -1 && (size_t) arr.size() != n_expected) {
+        throw py::value_error(std::string(what) + " has " + std::to_string(arr.size()) + " entries, expected " +
+                              std::to_string(n_expected));
+    }
+    return std::vector<T>(arr.data(), arr.data() + arr.size());
+}
+
+// decode(tokens, pos, seq, output, inject=[(il, vec, scale)], capture_layers=[], capture_rows=[],
+//        gather_ids=None) -> (logits [n_outputs, n_cols], capture [n_layers, n_rows, n_embd])
+py::tuple engine_decode(Engine & eng, py::handle tokens, py::handle pos, py::handle seq, py::handle output,
+                        py::list inject, py::handle capture_layers, py::handle capture_rows, py::handle gather_ids) {
+    pyintro::DecodeRequest req;
+    req.tokens = to_vector<int32_t>(tokens, "tokens");
+    const size_t n = req.tokens.size();
+    req.pos = to_vector<int32_t>(pos, "pos", n);
+    req.seq = to_vector<int32_t>(seq, "seq", n);
+    req.output = to_vector<uint8_t>(output, "output", n);
+    for (auto item : inject) {
+        auto spec = item.cast<py::tuple>();
+        if (spec.size() != 3) throw py::value_error("each injection is (layer, vector, scale)");
+        pyintro::InjectSpec s;
+        s.il = spec[0].cast<int32_t>();
+        s.vec = to_vector<float>(spec[1], "vector");
+        s.scale = to_vector<float>(spec[2], "scale", n);
+        req.inject.push_back(std::move(s));
+    }
+    req.capture_layers = to_vector<int32_t>(capture_layers, "capture_layers");
+    req.capture_rows = to_vector<int32_t>(capture_rows, "capture_rows");
+    if (!gather_ids.is_none()) req.gather_ids = to_vector<int32_t>(gather_ids, "gather_ids");
+    eng.validate(req);
+
+    size_t n_out = 0;
+    for (uint8_t o : req.output) n_out += o ? 1 : 0;
+    size_t n_cols = req.gather_ids.empty() ? (size_t) eng.n_vocab() : req.gather_ids.size();
+    py::array_t<float> logits({n_out, n_cols});
+    py::array_t<float> capture({req.capture_layers.size(), req.capture_rows.size(), (size_t) eng.n_embd()});
+    pyintro::DecodeOutputs out;
+    out.logits = logits.mutable_data();
+    out.capture = capture.mutable_data();
+    {
+        py::gil_scoped_release release;
+        eng.decode(req, out);
+    }
+    return py::make_tuple(logits, capture);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_engine, m) {
+    m.doc() = "pyintro's native core over llama.cpp (private; use pyintro.Model)";
+    llama_backend_init();
+    pyintro::log_install();
+
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const std::invalid_argument & e) {
+            PyErr_SetString(PyExc_ValueError, e.what());
+        }
+    });
+
+    py::class_<pyintro::EngineParams>(m, "EngineParams")
+        .def(py::init<>())
+        .def_readwrite("path", &pyintro::EngineParams::path)
+        .def_readwrite("n_gpu_layers", &pyintro::EngineParams::n_gpu_layers)
+        .def_readwrite("n_threads", &pyintro::EngineParams::n_threads)
+        .def_readwrite("n_ctx", &pyintro::EngineParams::n_ctx)
+        .def_readwrite("n_seq_max", &pyintro::EngineParams::n_seq_max)
+        .def_readwrite("n_batch", &pyintro::EngineParams::n_batch)
+        .def_readwrite("eval_callback", &pyintro::EngineParams::eval_callback);
+
+    py::class_<Engine>(m, "Engine")
+        .def(py::init<const pyintro::EngineParams &>(), py::call_guard<py::gil_scoped_release>())
+        .def("close", &Engine::close)
+        .def_property_readonly("closed", &Engine::closed)
+        .def_property_readonly("n_layer", &Engine::n_layer)
+        .def_property_readonly("n_embd", &Engine::n_embd)
+        .def_property_readonly("n_vocab", &Engine::n_vocab)
+        .def_property_readonly("n_ctx", &Engine::n_ctx)
+        .def_property_readonly("n_seq_max", &Engine::n_seq_max)
+        .def_property_readonly("n_batch", &Engine::n_batch)
+        .def_property_readonly("arch", &Engine::arch)
+        .def_property_readonly("desc", &Engine::desc)
+        .def_property_readonly("chat_template", &Engine::chat_template)
+        .def("metadata", &Engine::metadata)
+        .def("is_eog", &Engine::is_eog)
+        .def("tokenize", &Engine::tokenize, py::arg("text"), py::arg("add_special"), py::arg("parse_special"))
+        .def("detokenize", &Engine::detokenize, py::arg("tokens"), py::arg("remove_special") = false,
+             py::arg("unparse_special") = true)
+        .def("token_piece", &Engine::token_piece)
+        .def("apply_chat_template", &Engine::apply_chat_template, py::arg("messages"), py::arg("add_assistant") = true)
+        .def("decode", &engine_decode, py::arg("tokens"), py::arg("pos"), py::arg("seq"), py::arg("output"),
+             py::arg("inject") = py::list(), py::arg("capture_layers") = py::array_t<int32_t>(0),
+             py::arg("capture_rows") = py::array_t<int32_t>(0), py::arg("gather_ids") = py::none())
+        .def("layer_hits", &Engine::layer_hits)
+        .def("memory_clear", &Engine::memory_clear)
+        .def("seq_rm", &Engine::seq_rm)
+        .def("seq_cp", &Engine::seq_cp)
+        .def("seq_pos_max", &Engine::seq_pos_max);
+
+    m.def("log_drain", []() {
+        py::list out;
+        for (const auto & line : pyintro::log_drain()) out.append(py::make_tuple(line.level, line.text));
+        return out;
+    });
+    m.def("supports_gpu_offload", &pyintro::supports_gpu_offload);
+    m.def("backend_devices", &pyintro::backend_devices);
+    m.attr("LLAMA_MAX_SEQ") = (int) llama_max_parallel_sequences();
+}

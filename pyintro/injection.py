@@ -1,0 +1,112 @@
+"""`Injection`: what to add, where, and to which tokens."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence, Union
+
+import numpy as np
+
+Positions = Union[str, int, Sequence[int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Injection:
+    """Add ``strength * vector`` to the output of block ``layer`` at chosen tokens.
+
+    vector:    an array ``[n_embd]``, an array ``[n_layer, n_embd]`` (row ``layer`` is used),
+               or a ``ConceptVector``.
+    layer:     0-based block index; layer L is the tensor ``l_out-L``. Negative counts from the end.
+    positions: ``"last"`` (the last prompt token), ``"all"``, an int ``k`` (token k onward),
+               a list of token indices, or a float mask with one weight per prompt token.
+
+    During generation, ``"last"``, ``"all"`` and ``k`` keep injecting into every generated
+    token; lists and masks cover prompt tokens only.
+    """
+
+    vector: Any
+    layer: int
+    strength: float = 1.0
+    positions: Positions = "last"
+
+    def __post_init__(self) -> None:
+        try:
+            strength = float(self.strength)
+        except (TypeError, ValueError):
+            raise ValueError(f"strength must be a number, got {self.strength!r}") from None
+        if not math.isfinite(strength):
+            raise ValueError(f"strength must be finite, got {self.strength!r}")
+        if isinstance(self.layer, bool) or not isinstance(self.layer, (int, np.integer)):
+            raise ValueError(f"layer must be an int, got {self.layer!r}")
+
+    @property
+    def continues(self) -> bool:
+        """Whether the injection also applies to generated tokens."""
+        return isinstance(self.positions, (str, int, np.integer))
+
+    def resolve_layer(self, n_layer: int) -> int:
+        il = int(self.layer)
+        if il < 0:
+            il += n_layer
+        if not 0 <= il < n_layer:
+            raise ValueError(f"layer {self.layer} is out of range: this model has layers 0..{n_layer - 1}")
+        return il
+
+    def direction(self, n_layer: int, n_embd: int) -> np.ndarray:
+        """The vector for this layer, float32 ``[n_embd]``, checked."""
+        il = self.resolve_layer(n_layer)
+        v = getattr(self.vector, "directions", self.vector)
+        try:
+            arr = np.asarray(v, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise ValueError("vector must be an array of numbers or a ConceptVector") from None
+        if arr.ndim == 2:
+            if arr.shape[0] != n_layer:
+                raise ValueError(f"vector has {arr.shape[0]} layers, the model has {n_layer}")
+            arr = arr[il]
+        if arr.ndim != 1 or arr.shape[0] != n_embd:
+            raise ValueError(f"vector has shape {tuple(np.shape(v))}, the model's n_embd is {n_embd}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("vector contains NaN or Inf")
+        return np.ascontiguousarray(arr)
+
+    def mask(self, n_tokens: int) -> np.ndarray:
+        """Per-token weight ``[n_tokens]`` float32, before ``strength``."""
+        p = self.positions
+        out = np.zeros(n_tokens, dtype=np.float32)
+        if isinstance(p, str):
+            if p == "last":
+                out[-1] = 1.0
+            elif p == "all":
+                out[:] = 1.0
+            else:
+                raise ValueError(f"positions must be 'last', 'all', an int, a list of ints or a mask, got {p!r}")
+            return out
+        if isinstance(p, (int, np.integer)) and not isinstance(p, bool):
+            k = int(p) + n_tokens if p < 0 else int(p)
+            if not 0 <= k < n_tokens:
+                raise ValueError(f"position {p} is outside the prompt ({n_tokens} tokens)")
+            out[k:] = 1.0
+            return out
+        arr = np.asarray(p)
+        if arr.ndim != 1:
+            raise ValueError("positions must be 'last', 'all', an int, a list of ints or a 1-D mask")
+        if arr.dtype.kind in "iu":
+            idx = np.where(arr < 0, arr + n_tokens, arr)
+            if np.any(idx < 0) or np.any(idx >= n_tokens):
+                raise ValueError(f"positions {list(arr)} fall outside the prompt ({n_tokens} tokens)")
+            out[idx] = 1.0
+            return out
+        if arr.dtype.kind not in "fb":
+            raise ValueError("positions must be 'last', 'all', an int, a list of ints or a float mask")
+        if arr.shape[0] != n_tokens:
+            raise ValueError(f"the mask has {arr.shape[0]} entries but the prompt has {n_tokens} tokens")
+        mask = arr.astype(np.float32)
+        if not np.all(np.isfinite(mask)):
+            raise ValueError("the mask contains NaN or Inf")
+        return mask
+
+    def scales(self, n_tokens: int) -> np.ndarray:
+        """``strength * mask``, float32 ``[n_tokens]``."""
+        return (self.mask(n_tokens) * np.float32(self.strength)).astype(np.float32)
