@@ -122,6 +122,7 @@ PYBIND11_MODULE(_engine, m) {
         for (const auto & line : pyintro::log_drain()) out.append(py::make_tuple(line.level, line.text));
         return out;
     });
+    m.def("log_install", &pyintro::log_install);
     m.def("supports_gpu_offload", &pyintro::supports_gpu_offload);
     m.def("backend_devices", &pyintro::backend_devices);
     m.attr("LLAMA_MAX_SEQ") = (int) llama_max_parallel_sequences();

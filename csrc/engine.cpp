@@ -122,6 +122,13 @@ Engine::Engine(const EngineParams & params) {
     if (params.n_ctx < 8 || params.n_batch < 1) {
         throw std::invalid_argument("n_ctx must be at least 8 and n_batch at least 1");
     }
+    // llama.cpp clamps n_batch to n_ctx and asserts n_seq_max <= n_batch (output buffer,
+    // ref: llama-context.cpp output_reserve); refuse here instead of aborting there.
+    const uint32_t n_batch = std::min(params.n_batch, params.n_ctx);
+    if (params.n_seq_max > n_batch) {
+        throw std::invalid_argument("n_seq_max (" + std::to_string(params.n_seq_max) + ") must not exceed n_batch and n_ctx (" +
+                                    std::to_string(n_batch) + "); lower n_seq_max or raise n_ctx");
+    }
     log_last_errors();  // forget errors from earlier calls
 
     llama_model_params mparams = llama_model_default_params();
@@ -135,8 +142,8 @@ Engine::Engine(const EngineParams & params) {
 
     llama_context_params cparams = llama_context_default_params();
     cparams.n_ctx = params.n_ctx;
-    cparams.n_batch = params.n_batch;
-    cparams.n_ubatch = params.n_batch;  // one ubatch per decode: rows stay in batch order
+    cparams.n_batch = n_batch;
+    cparams.n_ubatch = n_batch;  // one ubatch per decode: rows stay in batch order
     cparams.n_seq_max = params.n_seq_max;
     cparams.n_threads = params.n_threads;
     cparams.n_threads_batch = params.n_threads;

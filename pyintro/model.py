@@ -130,14 +130,15 @@ class Model:
         n_gpu_layers: int = 0,
         n_threads: int | None = None,
         n_ctx: int = 4096,
-        n_seq_max: int = 256,
+        n_seq_max: int | None = None,
         n_batch: int = 512,
         eval_callback: bool = True,
     ) -> "Model":
         """Load a GGUF file; ``path=None`` loads the default model.
 
         n_gpu_layers: layers to offload (-1: all); has no effect on a CPU-only build.
-        n_seq_max:    sequences decoded together (≤ 256); sweeps batch this many points.
+        n_seq_max:    sequences decoded together (≤ 256, ≤ n_batch, ≤ n_ctx; default: the most that
+                      fits); sweeps batch this many points.
         eval_callback: False builds a context without pyintro's hook (for benchmarks only).
         """
         p = Path(path).expanduser() if path is not None else default_model_path()
@@ -147,6 +148,8 @@ class Model:
         for name, value, low in (("n_threads", n_threads, 1), ("n_ctx", n_ctx, 8), ("n_batch", n_batch, 1)):
             if int(value) < low:
                 raise ValueError(f"{name} must be at least {low}, got {value}")
+        if n_seq_max is None:
+            n_seq_max = min(_engine.LLAMA_MAX_SEQ, int(n_batch), int(n_ctx))
         if not 1 <= int(n_seq_max) <= _engine.LLAMA_MAX_SEQ:
             raise ValueError(f"n_seq_max must be between 1 and {_engine.LLAMA_MAX_SEQ}, got {n_seq_max}")
         params = _engine.EngineParams()
@@ -157,6 +160,7 @@ class Model:
         params.n_seq_max = int(n_seq_max)
         params.n_batch = int(n_batch)
         params.eval_callback = bool(eval_callback)
+        _engine.log_install()  # importing llama_cpp installs its own log callback; take it back
         try:
             engine = _engine.Engine(params)
         finally:
@@ -269,9 +273,10 @@ class Model:
 
     # -- decoding ---------------------------------------------------------------------------
 
-    def logits(self, ids: Sequence[int], inject: Iterable[Injection] = (), rows=None) -> np.ndarray:
+    def logits(self, ids: Sequence[int], inject: Iterable[Injection] = (), rows=None,
+               reuse_prefix: bool = True) -> np.ndarray:
         """Logits ``[n_rows, n_vocab]`` for ``rows`` of the prompt (default: the last row;
-        ``"all"`` for every row)."""
+        ``"all"`` for every row). ``reuse_prefix=False`` decodes the whole prompt afresh."""
         ids = self._check_ids(ids)
         n = len(ids)
         if rows is None:
@@ -284,7 +289,7 @@ class Model:
             rows = sorted({int(r) + n if int(r) < 0 else int(r) for r in rows})
             if not rows or rows[0] < 0 or rows[-1] >= n:
                 raise ValueError(f"rows must be indices into the prompt (0..{n - 1})")
-        return self.points(ids, [list(inject)], rows=rows)[0]
+        return self.points(ids, [list(inject)], rows=rows, reuse_prefix=reuse_prefix)[0]
 
     def points(
         self,
@@ -292,19 +297,25 @@ class Model:
         points: Sequence[Sequence[Injection]],
         vocab_ids: Sequence[int] | None = None,
         rows: Sequence[int] | None = None,
+        reuse_prefix: bool = True,
     ) -> np.ndarray:
         """Run one prompt under many injections at once: ``[n_points, n_rows, n_cols]``.
 
         The prompt up to the first injected token (or the first requested row) is decoded
         once and shared; the rest is decoded for every point, up to ``n_seq_max`` points per
         batch. ``vocab_ids`` gathers only those logits (in C++); ``rows`` defaults to the last.
-        Returns ``[n_points, n_cols]`` when ``rows`` is None.
+        Returns ``[n_points, n_cols]`` when ``rows`` is None. ``reuse_prefix=False`` shares
+        nothing: every point decodes the whole prompt (the naive way, for comparisons).
         """
         ids = self._check_ids(ids)
         n = len(ids)
         out_rows = [n - 1] if rows is None else list(rows)
         specs = [self._resolve(point, n) for point in points]
+        if sorted(set(out_rows)) != out_rows or out_rows[0] < 0 or out_rows[-1] >= n:
+            raise ValueError(f"rows must be increasing indices into the prompt (0..{n - 1})")
         first = min([out_rows[0]] + [int(np.flatnonzero(s.scale)[0]) for sp in specs for s in sp if s.scale.any()])
+        if not reuse_prefix:
+            first = 0
         gather = None if vocab_ids is None else np.asarray(vocab_ids, dtype=np.int32)
         n_cols = self.n_vocab if gather is None else len(gather)
         result = np.empty((len(points), len(out_rows), n_cols), dtype=np.float32)
@@ -319,6 +330,7 @@ class Model:
                     chunk = range(start, min(len(points), start + per_batch))
                     logits = self._decode_suffix(suffix, first, [specs[i] for i in chunk], rel_rows, gather)
                     result[start : start + len(chunk)] = logits.reshape(len(chunk), len(out_rows), n_cols)
+                    self._engine.seq_rm(-1, first, -1)
             finally:
                 self._engine.seq_rm(-1, first, -1)
                 drain_log()
@@ -539,6 +551,14 @@ class Model:
         logits, _ = self._engine.decode(tokens, pos, seq, out, inject, np.zeros(0, np.int32),
                                         np.zeros(0, np.int32), gather)
         return logits
+
+    # -- readout ----------------------------------------------------------------------------
+
+    def belief(self, ids: Sequence[int], inject: Iterable[Injection] = (), **kw):
+        """The Yes/No belief at the last token of ``ids``; see ``pyintro.readout.belief``."""
+        from pyintro.readout import belief
+
+        return belief(self, ids, inject, **kw)
 
 
 def _last_only(n: int) -> np.ndarray:
