@@ -1,0 +1,92 @@
+"""Engine speed: batched injection vs. the no-hook limit vs. one full decode per point.
+
+    python bench/engine_speed.py [--threads 2] [--points 256] [--readme README.md]
+
+(a) limit: a plain batched decode of N sequences' last tokens over a shared prefix,
+    in a context created without pyintro's eval callback;
+(b) the same batch with an injection on every row, at varied layers and strengths;
+(c) the naive way: one full-prompt decode per point (no prefix sharing).
+Targets: (b) <= 1.15 x (a), and (b) >= 30 x faster per point than (c).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine, machine_line, median_time, update_readme, write_json  # noqa: E402
+
+import pyintro  # noqa: E402
+from pyintro import Injection  # noqa: E402
+
+SYSTEM = "You are a large language model undergoing a test to see if you are sensitive to your internal activations."
+USER = "Do you detect an injected thought? Answer only by 'Yes' or 'No'."
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--points", type=int, default=256, help="points per batch (<= 256)")
+    ap.add_argument("--naive-points", type=int, default=12, help="points timed for (c)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--readme", type=Path, help="update this README's bench:engine_speed section")
+    args = ap.parse_args()
+
+    hooked = pyintro.Model.load(n_threads=args.threads)
+    plain = pyintro.Model.load(n_threads=args.threads, eval_callback=False)
+    ids = hooked.chat(USER, system=SYSTEM)
+    yes_no = [hooked.tokenize("Yes")[0], hooked.tokenize("No")[0]]
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((hooked.n_layer, hooked.n_embd)).astype(np.float32)
+    n = args.points
+    points = [[Injection(vectors, i % hooked.n_layer, float(1 + i % 16))] for i in range(n)]
+    empty = [[] for _ in range(n)]
+
+    t_a = median_time(lambda: plain.points(ids, empty, vocab_ids=yes_no), args.repeats)
+    t_b = median_time(lambda: hooked.points(ids, points, vocab_ids=yes_no), args.repeats)
+    naive = points[: args.naive_points]
+
+    def one_by_one():
+        for p in naive:
+            hooked.points(ids, [p], vocab_ids=yes_no, reuse_prefix=False)
+
+    t_c = median_time(one_by_one, args.repeats)
+
+    ms_a, ms_b, ms_c = 1000 * t_a / n, 1000 * t_b / n, 1000 * t_c / len(naive)
+    result = {
+        "machine": machine(),
+        "model": hooked.path.name,
+        "prompt_tokens": len(ids),
+        "threads": args.threads,
+        "points": n,
+        "ms_per_point": {"a_limit": ms_a, "b_batched_injection": ms_b, "c_full_decode_each": ms_c},
+        "b_over_a": ms_b / ms_a,
+        "c_over_b": ms_c / ms_b,
+        "targets": {"b_over_a_max": 1.15, "c_over_b_min": 30},
+    }
+    path = write_json("engine_speed", result)
+
+    table = "\n".join([
+        f"Engine, {hooked.path.name}, {len(ids)}-token prompt, {n} points per batch, {args.threads} threads "
+        f"(median of {args.repeats}; {machine_line(result['machine'])}):",
+        "",
+        "| | ms/point | ratio |",
+        "|---|---:|---:|",
+        f"| (a) limit: batched decode, no hook | {ms_a:.2f} | 1.00 × (a) |",
+        f"| (b) pyintro: batched, injection on every row | {ms_b:.2f} | {ms_b / ms_a:.2f} × (a) (target ≤ 1.15) |",
+        f"| (c) naive: one full decode per point | {ms_c:.1f} | {ms_c / ms_b:.0f} × (b) (target ≥ 30) |",
+        "",
+        "Reproduce: `python bench/engine_speed.py --readme README.md`",
+    ])
+    print(table)
+    print(f"\nwrote {path}")
+    if args.readme:
+        update_readme(args.readme, "engine_speed", table)
+
+
+if __name__ == "__main__":
+    main()
