@@ -4,6 +4,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
 #include "engine.h"
 #include "llama.h"
 
@@ -12,16 +16,40 @@ using pyintro::Engine;
 
 namespace {
 
+bool kind_in(const py::array & a, const char * kinds) {
+    const char k = a.dtype().kind();
+    return k != '\0' && std::strchr(kinds, k) != nullptr;
+}
+
+// A 1-D numeric array as std::vector<T>. Integer targets take only integer (or bool)
+// input whose values fit T: numpy's forcecast would silently truncate 5.7 to 5 and
+// wrap 2**32 + 5 to 5. Empty input of any numeric dtype is fine (np.array([]) is float).
 template <typename T>
 std::vector<T> to_vector(const py::handle & obj, const char * what, size_t n_expected = (size_t) -1) {
-    auto arr = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(obj);
-    if (!arr) throw py::value_error(std::string(what) + " must be a numeric array");
-    if (arr.ndim() != 1) throw py::value_error(std::string(what) + " must be one-dimensional");
-    if (n_expected != (size_t) -1 && (size_t) arr.size() != n_expected) {
-        throw py::value_error(std::string(what) + " has " + std::to_string(arr.size()) + " entries, expected " +
+    const std::string name(what);
+    py::array raw = py::array::ensure(obj);
+    if (!raw || !kind_in(raw, "biuf")) throw py::value_error(name + " must be a numeric array");
+    if (raw.ndim() != 1) throw py::value_error(name + " must be one-dimensional");
+    if (n_expected != (size_t) -1 && (size_t) raw.size() != n_expected) {
+        throw py::value_error(name + " has " + std::to_string(raw.size()) + " entries, expected " +
                               std::to_string(n_expected));
     }
-    return std::vector<T>(arr.data(), arr.data() + arr.size());
+    if (std::is_integral<T>::value && raw.size() > 0 && !kind_in(raw, "biu")) {
+        throw py::value_error(name + " must hold integers, got dtype " + std::string(py::str(raw.dtype())));
+    }
+    auto arr = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(raw);
+    if (!arr) throw py::value_error(name + " must be a numeric array");
+    std::vector<T> out(arr.data(), arr.data() + arr.size());
+    if (std::is_integral<T>::value && raw.size() > 0) {
+        auto wide = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(raw);
+        if (!wide) throw py::value_error(name + " must be a numeric array");
+        for (size_t i = 0; i < out.size(); ++i) {
+            if ((int64_t) out[i] != wide.data()[i] || (raw.dtype().kind() == 'u' && wide.data()[i] < 0)) {
+                throw py::value_error(name + " has a value that does not fit " + std::to_string(8 * sizeof(T)) + " bits");
+            }
+        }
+    }
+    return out;
 }
 
 // decode(tokens, pos, seq, output, inject=[(il, vec, scale)], capture_layers=[], capture_rows=[],
@@ -35,10 +63,24 @@ py::tuple engine_decode(Engine & eng, py::handle tokens, py::handle pos, py::han
     req.seq = to_vector<int32_t>(seq, "seq", n);
     req.output = to_vector<uint8_t>(output, "output", n);
     for (auto item : inject) {
-        auto spec = item.cast<py::tuple>();
-        if (spec.size() != 3) throw py::value_error("each injection is (layer, vector, scale)");
+        if (!py::isinstance<py::sequence>(item) || py::len(item) != 3) {
+            throw py::value_error("each injection is (layer, vector, scale)");
+        }
+        auto spec = py::reinterpret_borrow<py::sequence>(item);
         pyintro::InjectSpec s;
-        s.il = spec[0].cast<int32_t>();
+        if (!py::isinstance<py::int_>(spec[0]) && !py::hasattr(spec[0], "__index__")) {
+            throw py::value_error("injection layer must be an int");
+        }
+        py::int_ il_obj(spec[0]);
+        int64_t il = INT64_MAX;
+        try {
+            il = il_obj.cast<int64_t>();
+        } catch (const py::cast_error &) {  // past 64 bits
+        }
+        if (il < INT32_MIN || il > INT32_MAX) {
+            throw py::value_error("layer " + std::string(py::str(il_obj)) + " is out of range");
+        }
+        s.il = (int32_t) il;
         s.vec = to_vector<float>(spec[1], "vector");
         s.scale = to_vector<float>(spec[2], "scale", n);
         req.inject.push_back(std::move(s));
@@ -86,7 +128,8 @@ PYBIND11_MODULE(_engine, m) {
         .def_readwrite("n_ctx", &pyintro::EngineParams::n_ctx)
         .def_readwrite("n_seq_max", &pyintro::EngineParams::n_seq_max)
         .def_readwrite("n_batch", &pyintro::EngineParams::n_batch)
-        .def_readwrite("eval_callback", &pyintro::EngineParams::eval_callback);
+        .def_readwrite("eval_callback", &pyintro::EngineParams::eval_callback)
+        .def_readwrite("layer_prefix", &pyintro::EngineParams::layer_prefix);
 
     py::class_<Engine>(m, "Engine")
         .def(py::init<const pyintro::EngineParams &>(), py::call_guard<py::gil_scoped_release>())
@@ -104,9 +147,11 @@ PYBIND11_MODULE(_engine, m) {
         .def("metadata", &Engine::metadata)
         .def("is_eog", &Engine::is_eog)
         .def("tokenize", &Engine::tokenize, py::arg("text"), py::arg("add_special"), py::arg("parse_special"))
-        .def("detokenize", &Engine::detokenize, py::arg("tokens"), py::arg("remove_special") = false,
-             py::arg("unparse_special") = true)
-        .def("token_piece", &Engine::token_piece)
+        // Bytes, not str: a token can hold part of a UTF-8 character; Python decodes with "replace".
+        .def("detokenize", [](const Engine & e, const std::vector<int32_t> & tokens, bool remove_special,
+                              bool unparse_special) { return py::bytes(e.detokenize(tokens, remove_special, unparse_special)); },
+             py::arg("tokens"), py::arg("remove_special") = false, py::arg("unparse_special") = true)
+        .def("token_piece", [](const Engine & e, int32_t token) { return py::bytes(e.token_piece(token)); })
         .def("apply_chat_template", &Engine::apply_chat_template, py::arg("messages"), py::arg("add_assistant") = true)
         .def("decode", &engine_decode, py::arg("tokens"), py::arg("pos"), py::arg("seq"), py::arg("output"),
              py::arg("inject") = py::list(), py::arg("capture_layers") = py::array_t<int32_t>(0),

@@ -5,9 +5,23 @@ Layer convention: "layer L" is the output of block L (0-based), llama.cpp's tens
 GGUF file it is the tensor ``direction.L``.
 """
 
+from pyintro.data import BASELINE_WORDS, CONCEPT_WORDS
+from pyintro.extract import contrast, mean_difference, pca
 from pyintro.injection import Injection
 from pyintro.model import Model, default_model_path
+from pyintro.vectors import ConceptVector
 
 __version__ = "0.1.0"
 
-__all__ = ["Injection", "Model", "default_model_path", "__version__"]
+__all__ = [
+    "BASELINE_WORDS",
+    "CONCEPT_WORDS",
+    "ConceptVector",
+    "Injection",
+    "Model",
+    "__version__",
+    "contrast",
+    "default_model_path",
+    "mean_difference",
+    "pca",
+]

@@ -251,10 +251,10 @@ class Model:
         return list(self._engine.tokenize(text, add_bos, special))
 
     def detokenize(self, ids: Sequence[int], special: bool = True) -> str:
-        return self._engine.detokenize([int(i) for i in ids], False, special)
+        return self._engine.detokenize([int(i) for i in ids], False, special).decode("utf-8", errors="replace")
 
     def token_str(self, token: int) -> str:
-        return self._engine.token_piece(int(token))
+        return self._engine.token_piece(int(token)).decode("utf-8", errors="replace")
 
     def chat_text(self, user: str, system: str | None = None) -> str:
         """The prompt text in the model's chat template, ending where the assistant speaks."""
