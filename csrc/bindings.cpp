@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 #include "engine.h"
@@ -21,31 +22,53 @@ bool kind_in(const py::array & a, const char * kinds) {
     return k != '\0' && std::strchr(kinds, k) != nullptr;
 }
 
-// A 1-D numeric array as std::vector<T>. Integer targets take only integer (or bool)
-// input whose values fit T: numpy's forcecast would silently truncate 5.7 to 5 and
-// wrap 2**32 + 5 to 5. Empty input of any numeric dtype is fine (np.array([]) is float).
+// A 1-D numeric array as std::vector<T>, converted here rather than by numpy's
+// forcecast, which would silently truncate 5.7 to 5, wrap 2**32 + 5 to 5, and warn
+// (an exception under -W error) on float64 past float32's range.
+// Integer targets take only integer or bool input whose values fit T. Float targets
+// take any real input; values past float32's range become +-Inf, which validate()
+// refuses. Empty input of any numeric dtype is fine (np.array([]) is float64).
 template <typename T>
 std::vector<T> to_vector(const py::handle & obj, const char * what, size_t n_expected = (size_t) -1) {
     const std::string name(what);
     py::array raw = py::array::ensure(obj);
     if (!raw || !kind_in(raw, "biuf")) throw py::value_error(name + " must be a numeric array");
     if (raw.ndim() != 1) throw py::value_error(name + " must be one-dimensional");
-    if (n_expected != (size_t) -1 && (size_t) raw.size() != n_expected) {
-        throw py::value_error(name + " has " + std::to_string(raw.size()) + " entries, expected " +
-                              std::to_string(n_expected));
+    const size_t n = (size_t) raw.size();
+    if (n_expected != (size_t) -1 && n != n_expected) {
+        throw py::value_error(name + " has " + std::to_string(n) + " entries, expected " + std::to_string(n_expected));
     }
-    if (std::is_integral<T>::value && raw.size() > 0 && !kind_in(raw, "biu")) {
-        throw py::value_error(name + " must hold integers, got dtype " + std::string(py::str(raw.dtype())));
-    }
-    auto arr = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(raw);
-    if (!arr) throw py::value_error(name + " must be a numeric array");
-    std::vector<T> out(arr.data(), arr.data() + arr.size());
-    if (std::is_integral<T>::value && raw.size() > 0) {
-        auto wide = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(raw);
-        if (!wide) throw py::value_error(name + " must be a numeric array");
-        for (size_t i = 0; i < out.size(); ++i) {
-            if ((int64_t) out[i] != wide.data()[i] || (raw.dtype().kind() == 'u' && wide.data()[i] < 0)) {
-                throw py::value_error(name + " has a value that does not fit " + std::to_string(8 * sizeof(T)) + " bits");
+    std::vector<T> out(n);
+    if (n == 0) return out;
+    if constexpr (std::is_floating_point<T>::value) {
+        auto src = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(raw);
+        if (!src) throw py::value_error(name + " must be a numeric array");
+        const double hi = std::numeric_limits<T>::max();
+        for (size_t i = 0; i < n; ++i) {
+            const double d = src.data()[i];  // double -> float past float's range is UB: make it +-Inf
+            out[i] = d > hi ? std::numeric_limits<T>::infinity() : d < -hi ? -std::numeric_limits<T>::infinity() : (T) d;
+        }
+    } else {
+        if (!kind_in(raw, "biu")) {
+            throw py::value_error(name + " must hold integers, got dtype " + std::string(py::str(raw.dtype())));
+        }
+        const std::string too_big = name + " has a value that does not fit " + std::to_string(8 * sizeof(T)) + " bits";
+        if (kind_in(raw, "bu")) {
+            auto src = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>::ensure(raw);
+            if (!src) throw py::value_error(name + " must be a numeric array");
+            for (size_t i = 0; i < n; ++i) {
+                if (src.data()[i] > (uint64_t) std::numeric_limits<T>::max()) throw py::value_error(too_big);
+                out[i] = (T) src.data()[i];
+            }
+        } else {
+            auto src = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(raw);
+            if (!src) throw py::value_error(name + " must be a numeric array");
+            for (size_t i = 0; i < n; ++i) {
+                const int64_t v = src.data()[i];
+                if (v < (int64_t) std::numeric_limits<T>::min() || v > (int64_t) std::numeric_limits<T>::max()) {
+                    throw py::value_error(too_big);
+                }
+                out[i] = (T) v;
             }
         }
     }

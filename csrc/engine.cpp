@@ -55,10 +55,10 @@ bool eval_trampoline(ggml_tensor * t, bool ask, void * user_data) {
     return static_cast<Engine *>(user_data)->on_eval(t, ask);
 }
 
-// "l_out-<il>" -> il, else -1.
-int32_t parse_l_out(const char * name) {
-    if (std::strncmp(name, "l_out-", 6) != 0) return -1;
-    const char * p = name + 6;
+// "<prefix><il>" -> il, else -1.
+int32_t parse_layer_name(const char * name, const std::string & prefix) {
+    if (std::strncmp(name, prefix.c_str(), prefix.size()) != 0) return -1;
+    const char * p = name + prefix.size();
     if (*p < '0' || *p > '9') return -1;
     int32_t il = 0;
     for (; *p; ++p) {
@@ -162,11 +162,21 @@ Engine::Engine(const EngineParams & params) {
                                  (why.empty() ? std::string() : ": " + why));
     }
 
+    // Encoder, embedding and diffusion models keep no KV memory: their logits are
+    // zeros or ignore earlier calls, and seq_rm/seq_cp do nothing. Refuse them.
+    if (llama_get_memory(ctx_) == nullptr) {
+        std::string arch_name = arch();
+        close();
+        throw std::invalid_argument("architecture '" + arch_name + "' keeps no KV cache (an encoder, embedding or "
+                                    "diffusion model); pyintro needs a causal decoder: '" + params.path + "'");
+    }
+
     vocab_ = llama_model_get_vocab(model_);
     n_layer_ = llama_model_n_layer(model_);
     n_embd_ = llama_model_n_embd(model_);
     n_vocab_ = llama_vocab_n_tokens(vocab_);
     n_batch_ = llama_n_batch(ctx_);
+    layer_prefix_ = params.layer_prefix;
     batch_ = new llama_batch(llama_batch_init((int32_t) n_batch_, 0, 1));
 
     layer_specs_.resize(n_layer_);
@@ -324,7 +334,8 @@ void Engine::memory_clear() {
 bool Engine::seq_rm(int32_t seq, int32_t p0, int32_t p1) {
     std::lock_guard<std::mutex> lock(mutex_);
     check_ctx();
-    if (seq >= (int32_t) llama_n_seq_max(ctx_)) throw std::invalid_argument("sequence id out of range");
+    // llama.cpp asserts on seq < -1 (llama-kv-cache.cpp seq_rm); refuse it here.
+    if (seq < -1 || seq >= (int32_t) llama_n_seq_max(ctx_)) throw std::invalid_argument("sequence id out of range");
     return llama_memory_seq_rm(llama_get_memory(ctx_), seq, p0, p1);
 }
 
@@ -480,7 +491,7 @@ void Engine::decode_chunk(const DecodeRequest & req, const DecodeOutputs & out, 
     for (int32_t il = 0; il < n_layer_; ++il) {
         if (!layer_wanted_[il]) continue;
         if (hits_chunk_[il] == 0) {
-            throw std::runtime_error("layer " + std::to_string(il) + ": no tensor named l_out-" + std::to_string(il) +
+            throw std::runtime_error("layer " + std::to_string(il) + ": no tensor named " + layer_prefix_ + std::to_string(il) +
                                      " in this model's graph (architecture '" + arch() +
                                      "' does not name its layer outputs); pyintro cannot inject or capture here");
         }
@@ -504,12 +515,19 @@ void Engine::decode_chunk(const DecodeRequest & req, const DecodeOutputs & out, 
         } else {
             std::memcpy(dst, row, n_cols * sizeof(float));
         }
+        // Never hand back NaN/Inf: a too-strong injection (or a broken model) says so here.
+        for (size_t c = 0; c < n_cols; ++c) {
+            if (!std::isfinite(dst[c])) {
+                throw std::runtime_error("row " + std::to_string(begin + j) + " produced non-finite logits (NaN or Inf); "
+                                         "lower the strength (or check the model file)");
+            }
+        }
         ++k;
     }
 }
 
 bool Engine::on_eval(ggml_tensor * t, bool ask) {
-    int32_t il = parse_l_out(t->name);
+    int32_t il = parse_layer_name(t->name, layer_prefix_);
     if (il < 0 || il >= n_layer_ || cur_req_ == nullptr) return ask ? false : true;
     if (ask) return layer_wanted_[il] != 0;
     hits_chunk_[il] += 1;
@@ -517,7 +535,12 @@ bool Engine::on_eval(ggml_tensor * t, bool ask) {
     return true;  // returning false would stop the graph computation
 }
 
+// Past this magnitude x*x overflows float32 in the next RMS/layer norm, which then
+// zeroes the row (or makes it NaN): the logits would be silently meaningless.
+static const float max_residual = 1e19f;
+
 // Adds the injections for layer il to t, then copies out captured rows.
+// Sets cb_error_ if an injected value leaves [-max_residual, max_residual].
 // t is [n_embd, n_rows_t]: every row of the chunk, or in the last layer only
 // the output rows (llama.cpp drops the others there, see build_inp_out_ids).
 void Engine::apply_layer(ggml_tensor * t, int32_t il) {
@@ -530,12 +553,12 @@ void Engine::apply_layer(ggml_tensor * t, int32_t il) {
     } else if (n_rows_t == (int32_t) cur_out_rows_.size()) {
         out_only = true;
     } else {
-        cb_error_ = "l_out-" + std::to_string(il) + " has " + std::to_string(n_rows_t) + " rows, expected " +
+        cb_error_ = layer_prefix_ + std::to_string(il) + " has " + std::to_string(n_rows_t) + " rows, expected " +
                     std::to_string(chunk_n);
         return;
     }
     if (t->type != GGML_TYPE_F32 || t->ne[0] != n_embd_ || t->nb[0] != sizeof(float)) {
-        cb_error_ = "l_out-" + std::to_string(il) + " is not an F32 [n_embd, rows] tensor";
+        cb_error_ = layer_prefix_ + std::to_string(il) + " is not an F32 [n_embd, rows] tensor";
         return;
     }
     const bool host = t->buffer == nullptr || ggml_backend_buffer_is_host(t->buffer);
@@ -558,8 +581,16 @@ void Engine::apply_layer(ggml_tensor * t, int32_t il) {
                 ggml_backend_tensor_get(t, scratch_.data(), (size_t) r * t->nb[1], row_bytes);
                 x = scratch_.data();
             }
-            for (int32_t e = 0; e < n_embd_; ++e) x[e] += s * v[e];
+            bool overflow = false;
+            for (int32_t e = 0; e < n_embd_; ++e) {
+                x[e] += s * v[e];
+                overflow = overflow || !(std::fabs(x[e]) <= max_residual);
+            }
             if (!host) ggml_backend_tensor_set(t, scratch_.data(), (size_t) r * t->nb[1], row_bytes);
+            if (overflow && cb_error_.empty()) {
+                cb_error_ = "injection at layer " + std::to_string(il) + " overflowed the residual stream of row " +
+                            std::to_string(cur_begin_ + chunk_row(r)) + " (|value| > 1e19, or NaN/Inf); lower the strength";
+            }
         }
     }
 

@@ -27,6 +27,9 @@ struct EngineParams {
     uint32_t n_seq_max   = 256;
     uint32_t n_batch     = 512;
     bool eval_callback   = true;  // false: plain decode, for measuring the no-hook limit
+    // Name prefix of the per-layer output tensors (<prefix><il>) the hook acts on.
+    // A test seam: a prefix no tensor has makes every injection/capture fail loudly.
+    std::string layer_prefix = "l_out-";
 };
 
 // One injection: add scale[row] * vec to row `row` of l_out-<il>.
@@ -93,11 +96,15 @@ public:
                                     bool add_assistant) const;
 
     // Validates the request, then decodes it. Throws std::invalid_argument for
-    // bad input (nothing decoded) and std::runtime_error for llama.cpp failures.
+    // bad input (nothing decoded) and std::runtime_error for llama.cpp failures,
+    // for a wanted layer whose tensor did not fire exactly once, and for NaN/Inf
+    // in the returned logits. After a runtime_error the KV memory may hold some
+    // of the request's rows; the caller removes them (seq_rm).
     void decode(const DecodeRequest & req, const DecodeOutputs & out);
     void validate(const DecodeRequest & req) const;
 
     // KV memory over sequences, positions [p0, p1); negative bounds are open.
+    // seq_rm accepts seq -1 (every sequence); other calls need 0 <= seq < n_seq_max.
     void memory_clear();
     bool seq_rm(int32_t seq, int32_t p0, int32_t p1);
     void seq_cp(int32_t src, int32_t dst, int32_t p0, int32_t p1);
@@ -121,6 +128,7 @@ private:
     void * batch_ = nullptr;  // llama_batch*, heap allocated
     int32_t n_layer_ = 0, n_embd_ = 0, n_vocab_ = 0;
     uint32_t n_batch_ = 0;
+    std::string layer_prefix_;
     std::mutex mutex_;
 
     // Per-chunk state read by on_eval (set while mutex_ is held).
