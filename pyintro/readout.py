@@ -1,0 +1,124 @@
+"""Yes/No readout: b = logit(Yes) - logit(No) at the last prompt token.
+
+"Yes" and "No" are token *sets*: the spelling variants ("Yes", " Yes", "yes", ...) that are
+a single token in the model's vocabulary. A set's logit is the logsumexp of its tokens'
+logits, so b is the log-odds of "some Yes token" against "some No token".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+
+DEFAULT_YES = ("Yes", " Yes", "YES", "yes", " yes")
+DEFAULT_NO = ("No", " No", "NO", "no", " no")
+
+
+@dataclass(frozen=True)
+class Belief:
+    """The model's Yes/No answer at one point.
+
+    b:     logit(Yes) - logit(No), each set combined with logsumexp.
+    p_yes: softmax probability (over the full vocabulary) of the Yes tokens together.
+    p_no:  the same for the No tokens.
+    mass:  p_yes + p_no, the share of the next-token probability the answer sets hold.
+    top:   the 5 most likely next tokens, [(token_str, prob)].
+    yes_ids, no_ids: the token ids used.
+    """
+
+    b: float
+    p_yes: float
+    p_no: float
+    mass: float
+    top: list
+    yes_ids: tuple
+    no_ids: tuple
+
+
+def answer_ids(model, words: Iterable[str]) -> list[int]:
+    """Ids of the words that are one token in this model's vocabulary (order kept, no repeats)."""
+    if isinstance(words, str):
+        words = [words]
+    ids: list[int] = []
+    for w in words:
+        if not isinstance(w, str) or not w:
+            raise ValueError(f"answer words must be non-empty strings, got {w!r}")
+        toks = model.tokenize(w, special=False)
+        if len(toks) == 1 and toks[0] not in ids:
+            ids.append(toks[0])
+    if not ids:
+        raise ValueError(f"none of {list(words)!r} is a single token in this model's vocabulary; pass other spellings")
+    return ids
+
+
+def yes_no_ids(model, yes: Optional[Sequence[str]] = None, no: Optional[Sequence[str]] = None):
+    """(yes_ids, no_ids) for the given spellings (None: the defaults); the sets must not overlap."""
+    y = answer_ids(model, DEFAULT_YES if yes is None else yes)
+    n = answer_ids(model, DEFAULT_NO if no is None else no)
+    if set(y) & set(n):
+        raise ValueError("the Yes and No word lists share a token; give disjoint spellings")
+    return y, n
+
+
+def logsumexp(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """log(sum(exp(x))) along ``axis``, in float64, stable."""
+    x = np.asarray(x, dtype=np.float64)
+    m = np.max(x, axis=axis, keepdims=True)
+    return np.squeeze(m, axis) + np.log(np.sum(np.exp(x - m), axis=axis))
+
+
+def log_partition(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(logsumexp over the vocabulary [n] float64, argmax [n]) for each row of ``logits`` [n, n_vocab].
+
+    One float32 pass for the exponentials (about 25 ms for 256 x 49152 on one core)."""
+    logits = np.asarray(logits, dtype=np.float32)
+    top = np.argmax(logits, axis=1)  # [n]
+    m = logits[np.arange(len(logits)), top][:, None]  # [n, 1] row maxima
+    e = np.subtract(logits, m)
+    np.exp(e, out=e)
+    return m[:, 0].astype(np.float64) + np.log(e.sum(axis=1).astype(np.float64)), top.astype(np.int64)
+
+
+def scores(logits: np.ndarray, yes_cols: Sequence[int], no_cols: Sequence[int], full_vocab: bool = True) -> dict:
+    """b, p_yes, p_no (and top token id) for each row of ``logits`` [n, n_cols].
+
+    full_vocab=True:  ``logits`` are full-vocabulary rows; p_* are softmax probabilities over
+                      the whole vocabulary and ``top`` is the argmax token id.
+    full_vocab=False: ``logits`` hold gathered columns only; p_* are normalised over the
+                      gathered columns only (p_yes + p_no = 1 when only Yes/No were gathered)
+                      and ``top`` is None.
+    Returns {"b": [n], "p_yes": [n], "p_no": [n], "top": [n] or None} as float64 / int64.
+    """
+    logits = np.asarray(logits)
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be 2-D [n_rows, n_cols], got shape {logits.shape}")
+    ly = logsumexp(logits[:, list(yes_cols)], axis=1)  # [n]
+    ln = logsumexp(logits[:, list(no_cols)], axis=1)  # [n]
+    lz, top = log_partition(logits) if full_vocab else (logsumexp(logits, axis=1), None)  # [n], [n]
+    return {"b": ly - ln, "p_yes": np.exp(ly - lz), "p_no": np.exp(ln - lz), "top": top}
+
+
+def from_logits(model, logits: np.ndarray, yes_ids: Sequence[int], no_ids: Sequence[int], k: int = 5) -> Belief:
+    """A Belief from one full-vocabulary logits row [n_vocab]."""
+    row = np.asarray(logits, dtype=np.float32).reshape(-1)
+    if row.shape[0] != model.n_vocab:
+        raise ValueError(f"expected a full logits row of {model.n_vocab} values, got {row.shape[0]}")
+    s = scores(row[None, :], yes_ids, no_ids)
+    lz = log_partition(row[None, :])[0][0]
+    best = np.argsort(-row, kind="stable")[:k]
+    top = [(model.token_str(int(t)), float(np.exp(float(row[t]) - lz))) for t in best]
+    p_yes, p_no = float(s["p_yes"][0]), float(s["p_no"][0])
+    return Belief(float(s["b"][0]), p_yes, p_no, p_yes + p_no, top, tuple(yes_ids), tuple(no_ids))
+
+
+def belief(model, ids: Sequence[int], inject=(), yes: Optional[Sequence[str]] = None,
+           no: Optional[Sequence[str]] = None) -> Belief:
+    """The Yes/No belief at the last token of ``ids`` under ``inject`` (one decode, full logits).
+
+    yes, no: spellings to try (None: DEFAULT_YES / DEFAULT_NO); multi-token ones are dropped.
+    """
+    yes_ids, no_ids = yes_no_ids(model, yes, no)
+    logits = model.logits(ids, inject)[0]  # [n_vocab]
+    return from_logits(model, logits, yes_ids, no_ids)

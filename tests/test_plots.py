@@ -1,0 +1,78 @@
+"""Plots from real sweep rows: files written, valid PNG / SVG, bad input refused."""
+
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.image import imread
+
+import pyintro
+from pyintro.plots import b_vs_layer, b_vs_strength, generation_rates, heatmaps
+from pyintro.questions import CONTROL_NO, INTROSPECTION
+from pyintro.sweep import sweep
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def m():
+    model = pyintro.Model.load(n_threads=2)
+    yield model
+    model.close()
+
+
+@pytest.fixture(scope="module")
+def rows(m):
+    rng = np.random.default_rng(5)
+    v = rng.standard_normal((m.n_layer, m.n_embd)).astype(np.float32)
+    v *= 40.0 / np.linalg.norm(v, axis=1, keepdims=True)
+    qs = {"introspection": INTROSPECTION, "control": CONTROL_NO[:2]}
+    return sweep(m, v, layers=[3, 9, 15, 21], strengths=[-2.0, 0.0, 2.0, 6.0], questions=qs, progress=False)
+
+
+def check_png(path):
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC and len(data) > 2000
+    img = imread(path)  # [h, w, channels]
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+    assert img[..., :3].std() > 0.05  # not a blank canvas
+
+
+def check_svg(path):
+    root = ET.parse(path).getroot()
+    assert root.tag.endswith("svg")
+    assert len(list(root.iter())) > 50
+
+
+def test_heatmaps_png_and_svg(rows, tmp_path):
+    check_png(heatmaps(rows, tmp_path / "h.png"))
+    check_svg(heatmaps(pd.DataFrame(rows), tmp_path / "h.svg"))
+
+
+def test_line_plots(rows, tmp_path):
+    check_png(b_vs_strength(rows, tmp_path / "s.png", layer=9))
+    check_png(b_vs_layer(rows, tmp_path / "l.png", strength=2.0))
+    check_svg(b_vs_layer(rows, tmp_path / "l.svg", strength=6.0))
+    with pytest.raises(ValueError, match="no rows with layer=4"):
+        b_vs_strength(rows, tmp_path / "x.png", layer=4)
+
+
+def test_generation_rates_plot(m, tmp_path):
+    from pyintro.generation import run_detection
+
+    class Named:
+        directions = np.random.default_rng(6).standard_normal((m.n_layer, m.n_embd)).astype(np.float32)
+        name = "ocean"
+
+    res = run_detection(m, Named(), layers=[6, 12], strengths=[50.0], n=1, max_tokens=3)
+    check_png(generation_rates(res, tmp_path / "g.png"))
+    check_svg(generation_rates(res["rates"], tmp_path / "g.svg"))
+
+
+def test_bad_input(rows, tmp_path):
+    with pytest.raises(ValueError, match=r"\.png or \.svg"):
+        heatmaps(rows, tmp_path / "h.pdf")
+    with pytest.raises(ValueError, match="no rows"):
+        heatmaps([], tmp_path / "h.png")
+    assert not (tmp_path / "h.pdf").exists()

@@ -1,0 +1,103 @@
+"""Yes/No readout against direct computations from full logits."""
+
+import numpy as np
+import pytest
+
+import pyintro
+from pyintro import Injection
+from pyintro.questions import CONTROL_NO, INTROSPECTION, Question, prompt_ids
+from pyintro.readout import DEFAULT_NO, DEFAULT_YES, Belief, answer_ids, belief, scores, yes_no_ids
+
+
+@pytest.fixture(scope="module")
+def m():
+    model = pyintro.Model.load(n_threads=2)
+    yield model
+    model.close()
+
+
+@pytest.fixture(scope="module")
+def ids(m):
+    return prompt_ids(m, Question("introspection", INTROSPECTION))
+
+
+def lse(x):
+    x = np.asarray(x, dtype=np.float64)
+    return float(x.max() + np.log(np.exp(x - x.max()).sum()))
+
+
+def test_answer_ids_keep_single_token_variants(m):
+    for words in (DEFAULT_YES, DEFAULT_NO):
+        got = answer_ids(m, words)
+        single = [m.tokenize(w, special=False) for w in words]
+        expected = list(dict.fromkeys(t[0] for t in single if len(t) == 1))
+        assert got == expected
+        assert all(m.tokenize(m.token_str(i), special=False) == [i] for i in got)
+    # a word that is several tokens is dropped; nothing left is an error
+    long = "Yesterday-ish-affirmative"
+    assert len(m.tokenize(long, special=False)) > 1
+    assert answer_ids(m, ["Yes", long]) == answer_ids(m, ["Yes"])
+    with pytest.raises(ValueError, match="single token"):
+        answer_ids(m, [long])
+    with pytest.raises(ValueError, match="share a token"):
+        yes_no_ids(m, ["Yes"], ["Yes", "No"])
+
+
+def test_belief_equals_logsumexp_of_full_logits(m, ids):
+    bel = m.belief(ids)
+    assert isinstance(bel, Belief)
+    logits = m.logits(ids)[0].astype(np.float64)  # [n_vocab]
+    yes, no = answer_ids(m, DEFAULT_YES), answer_ids(m, DEFAULT_NO)
+    assert bel.yes_ids == tuple(yes) and bel.no_ids == tuple(no)
+    ly, ln, lz = lse(logits[yes]), lse(logits[no]), lse(logits)
+    assert bel.b == pytest.approx(ly - ln, abs=1e-4)
+    assert bel.p_yes == pytest.approx(np.exp(ly - lz), rel=1e-4)
+    assert bel.p_no == pytest.approx(np.exp(ln - lz), rel=1e-4)
+    assert bel.mass == pytest.approx(bel.p_yes + bel.p_no)
+    # the sets' probabilities are the sums of their tokens' softmax probabilities
+    p = np.exp(logits - lz)
+    assert bel.p_yes == pytest.approx(p[yes].sum(), rel=1e-4)
+    order = np.argsort(-logits)[:5]
+    assert [t for t, _ in bel.top] == [m.token_str(int(i)) for i in order]
+    assert [q for _, q in bel.top] == pytest.approx(p[order], rel=1e-4)
+
+
+def test_single_variants_give_plain_logit_difference(m, ids):
+    bel = belief(m, ids, yes=["Yes"], no=["No"])
+    logits = m.logits(ids)[0]
+    (y,), (n,) = bel.yes_ids, bel.no_ids
+    assert m.tokenize("Yes", special=False) == [y]
+    assert bel.b == pytest.approx(float(logits[y]) - float(logits[n]), abs=1e-4)
+
+
+def test_belief_under_injection(m, ids):
+    rng = np.random.default_rng(7)
+    v = rng.standard_normal(m.n_embd).astype(np.float32) * 8.0
+    inj = [Injection(v, 12, 1.0)]
+    clean, pushed = m.belief(ids), m.belief(ids, inject=inj)
+    logits = m.logits(ids, inject=inj)[0]
+    assert pushed.b == pytest.approx(lse(logits[list(pushed.yes_ids)]) - lse(logits[list(pushed.no_ids)]), abs=1e-4)
+    assert abs(pushed.b - clean.b) > 1e-3  # the injection changes the answer
+
+
+def test_scores_gathered_mode_normalises_over_the_answer_tokens(m, ids):
+    yes, no = yes_no_ids(m)
+    inj = [[], [Injection(np.ones(m.n_embd, np.float32), 5, 3.0)]]
+    full = m.points(ids, inj)  # [2, n_vocab]
+    part = m.points(ids, inj, vocab_ids=yes + no)  # [2, n_yes + n_no]
+    s_full = scores(full, yes, no)
+    s_part = scores(part, range(len(yes)), range(len(yes), len(yes) + len(no)), full_vocab=False)
+    assert s_part["b"] == pytest.approx(s_full["b"], abs=1e-4)
+    assert s_part["p_yes"] + s_part["p_no"] == pytest.approx(np.ones(2))
+    assert s_part["top"] is None
+    assert list(s_full["top"]) == list(np.argmax(full, axis=1))
+    with pytest.raises(ValueError, match="2-D"):
+        scores(full[0], yes, no)
+
+
+def test_questions_use_the_chat_template(m):
+    q = Question("control", CONTROL_NO[0])
+    assert prompt_ids(m, q) == m.chat(q.text, system=q.system)
+    assert len(CONTROL_NO) >= 10
+    with pytest.raises(ValueError):
+        Question("", "text")
