@@ -152,6 +152,7 @@ PYBIND11_MODULE(_engine, m) {
         .def_readwrite("n_seq_max", &pyintro::EngineParams::n_seq_max)
         .def_readwrite("n_batch", &pyintro::EngineParams::n_batch)
         .def_readwrite("eval_callback", &pyintro::EngineParams::eval_callback)
+        .def_readwrite("flash_attn", &pyintro::EngineParams::flash_attn)
         .def_readwrite("layer_prefix", &pyintro::EngineParams::layer_prefix);
 
     py::class_<Engine>(m, "Engine")

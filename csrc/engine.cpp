@@ -149,6 +149,7 @@ Engine::Engine(const EngineParams & params) {
     cparams.n_threads_batch = params.n_threads;
     cparams.kv_unified = true;  // sequences share the KV cells of a common prefix
     cparams.no_perf = true;
+    cparams.flash_attn_type = params.flash_attn ? LLAMA_FLASH_ATTN_TYPE_ENABLED : LLAMA_FLASH_ATTN_TYPE_DISABLED;
     if (params.eval_callback) {
         cparams.cb_eval = eval_trampoline;
         cparams.cb_eval_user_data = this;

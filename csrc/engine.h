@@ -27,6 +27,7 @@ struct EngineParams {
     uint32_t n_seq_max   = 256;
     uint32_t n_batch     = 512;
     bool eval_callback   = true;  // false: plain decode, for measuring the no-hook limit
+    bool flash_attn      = false; // llama.cpp's flash attention (its CPU kernel makes results depend on batch layout)
     // Name prefix of the per-layer output tensors (<prefix><il>) the hook acts on.
     // A test seam: a prefix no tensor has makes every injection/capture fail loudly.
     std::string layer_prefix = "l_out-";

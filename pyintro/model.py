@@ -133,6 +133,7 @@ class Model:
         n_seq_max: int | None = None,
         n_batch: int = 512,
         eval_callback: bool = True,
+        flash_attn: bool = False,
     ) -> "Model":
         """Load a GGUF file; ``path=None`` loads the default model.
 
@@ -140,6 +141,8 @@ class Model:
         n_seq_max:    sequences decoded together (≤ 256, ≤ n_batch, ≤ n_ctx; default: the most that
                       fits); sweeps batch this many points.
         eval_callback: False builds a context without pyintro's hook (for benchmarks only).
+        flash_attn:   llama.cpp's flash attention. Off by default: with it on, a prompt's activations
+                      depend on how rows are batched, so batched and one-at-a-time results differ.
         """
         p = Path(path).expanduser() if path is not None else default_model_path()
         check_gguf_file(p)
@@ -160,6 +163,7 @@ class Model:
         params.n_seq_max = int(n_seq_max)
         params.n_batch = int(n_batch)
         params.eval_callback = bool(eval_callback)
+        params.flash_attn = bool(flash_attn)
         _engine.log_install()  # importing llama_cpp installs its own log callback; take it back
         try:
             engine = _engine.Engine(params)

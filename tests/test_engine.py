@@ -51,6 +51,7 @@ def test_all_token_injection_equals_llama_cpp_control_vector(model, prompt, vec,
     cparams = llama_cpp.llama_context_default_params()
     cparams.n_ctx = 512
     cparams.n_threads = cparams.n_threads_batch = 2
+    cparams.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED  # as pyintro's default
     ctx = llama_cpp.llama_init_from_model(lm, cparams)
     try:
         data = np.zeros((model.n_layer - 1, model.n_embd), np.float32)  # the buffer starts at layer 1
@@ -101,8 +102,15 @@ def test_every_layer_is_capturable_and_matches_a_subset(model, prompt):
 def test_capture_many_equals_one_at_a_time(model):
     prompts = [model.chat(f"Tell me about {w}") for w in ("dust", "oceans", "silver", "bread")]
     batched = model.capture_many(prompts)
+    # The first sequence of a batch sits in the same KV cells as when decoded alone: bit-identical.
+    assert np.array_equal(batched[0], model.capture(prompts[0])[:, -1])
     for p, got in zip(prompts, batched):
-        np.testing.assert_allclose(got, model.capture(p)[:, -1], atol=1e-3)
+        alone = model.capture(p)[:, -1]
+        rel = np.linalg.norm(got - alone, axis=1) / np.linalg.norm(alone, axis=1)  # [n_layer]
+        # A leak across sequences would show at once in layer 0; later sequences only differ by
+        # the order llama.cpp sums over KV cells, which Q8 activation rounding amplifies with depth.
+        assert rel[0] < 1e-5
+        assert rel.max() < 0.05
 
 
 def test_shared_prefix_points_equal_separate_full_decodes(model, prompt, vec):

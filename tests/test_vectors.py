@@ -318,6 +318,7 @@ def _llama_cpp_logits(model, ids, data, il_start, il_end) -> np.ndarray:
     cparams = llama_cpp.llama_context_default_params()
     cparams.n_ctx = 256
     cparams.n_threads = cparams.n_threads_batch = 2
+    cparams.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED  # as pyintro's default
     ctx = llama_cpp.llama_init_from_model(lm, cparams)
     assert ctx
     try:
