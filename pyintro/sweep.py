@@ -152,6 +152,9 @@ def sweep(
                top_token is the most likely next token (full logits rows are copied out).
                False: only the Yes/No logits are gathered; p_yes / p_no are then normalised
                over the Yes and No tokens only (p_yes + p_no = 1) and top_token is "".
+               Cost of True, measured on the default model with 256-point batches: +3% CPU
+               (copies of 256 x 49152 logits, ~17 ms softmax), 4.3 vs 4.0 ms/point wall with 2
+               threads (noisy); b is the same either way.
     chunk:     at most this many points per batch (and per CSV write); default: as many as
                one batch holds (up to model.n_seq_max).
     """
