@@ -9,13 +9,14 @@ All (layer, strength) points of one question go through ``model.points`` in chun
 fit one batch; with ``out`` set, each chunk is appended to a CSV (flushed and fsynced) as
 soon as it is done, and ``resume=True`` picks up where an interrupted sweep stopped.
 
-Note on numerics: llama.cpp's CPU matrix kernels differ with the number of rows in a decode
-(measured on SmolLM2 Q4_1: below 64 rows vs 64 and more, logits move by up to ~0.5 and b by
-up to ~0.2; this happens without any injection too). A sweep chunk decodes n_points x
-n_suffix_tokens rows, so its values can differ that much from one-point ``belief`` calls.
-Chunks are fixed slices of the grid and each question's prompt is decoded from scratch, so a
-sweep is reproducible and a resumed sweep gives the same values as an uninterrupted one.
-``chunk`` small enough to stay under 64 rows reproduces ``belief`` exactly, at some cost in speed.
+Note on numerics (measured on SmolLM2-135M Q4_1, CPU, flash attention off): an injected
+point's b is not a smooth function of the decode. Scaling the strength by 1 + 1e-6 moved b by
+up to 0.02, by 1 + 1e-4 up to 0.17 (the quantized matmuls round activations to 8 bits, and a
+flipped rounding grows with depth); where a point sits in a batch changes attention's
+summation order and moved 2 of 60 points by up to 0.12. Read differences in b below ~0.2 at
+a single point as noise. The sweep is exactly reproducible: chunks are fixed slices of the
+grid and each question's prompt is decoded from scratch, so a resumed sweep gives the same
+values as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -193,7 +194,7 @@ def sweep(
     }
 
     # Chunks are fixed slices of each question's full grid, so a point is always decoded in the
-    # same batch, resumed or not (llama.cpp's CPU kernels change with the batch size: see the top).
+    # same batch, resumed or not (a point's b depends on its batch: see the note at the top).
     grid = [(L, s) for L in layers for s in strengths]
     steps = [_chunk_size(model, len(ids), positions, chunk) for ids in prompts]
     meta["points_per_batch"] = steps
@@ -240,9 +241,8 @@ def sweep(
 
 def fresh_prefix(model, ids: Sequence[int]) -> None:
     """Make the model drop the prompt prefix it keeps cached, so that the next call decodes its
-    prompt from scratch. Results then do not depend on earlier calls: extending a cached prefix
-    decodes the rest in a smaller batch, and llama.cpp's kernels differ with the batch size
-    (see the note at the top). Costs a one-token decode."""
+    prompt from scratch. Results then do not depend on what ran before (extending a cached
+    prefix decodes the rest in another batch; see the note at the top). Costs a one-token decode."""
     model.capture([int(ids[0])], layers=[0])
 
 

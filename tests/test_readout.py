@@ -75,7 +75,7 @@ def test_belief_under_injection(m, ids):
     v = rng.standard_normal(m.n_embd).astype(np.float32) * 8.0
     inj = [Injection(v, 12, 1.0)]
     clean, pushed = m.belief(ids), m.belief(ids, inject=inj)
-    logits = m.logits(ids, inject=inj)[0]
+    logits = m.logits(ids, inject=inj, reuse_prefix=False)[0]  # the prompt decoded alone
     assert pushed.b == pytest.approx(lse(logits[list(pushed.yes_ids)]) - lse(logits[list(pushed.no_ids)]), abs=1e-4)
     assert abs(pushed.b - clean.b) > 1e-3  # the injection changes the answer
 

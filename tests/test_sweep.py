@@ -17,7 +17,7 @@ import pytest
 import pyintro
 from pyintro import Injection
 from pyintro.questions import CONTROL_NO, INTROSPECTION, Question, prompt_ids
-from pyintro.sweep import COLUMNS, analyze, random_like, sweep
+from pyintro.sweep import COLUMNS, analyze, random_like, strength_factors, sweep
 
 LAYERS = [2, 12, 24]
 STRENGTHS = [0.0, 1.0, 4.0]
@@ -86,13 +86,18 @@ def test_relative_scale_uses_the_mean_residual_norm(m, vec):
     # by hand: norm of the residual per token (first token left out), averaged over both prompts
     per_token = [np.linalg.norm(m.capture(p), axis=2)[:, 1:] for p in prompts]  # [n_layer, n_tok - 1]
     ref = np.concatenate(per_token, axis=1).mean(axis=1)  # [n_layer]
+    factor, got_ref = strength_factors(m, vec, [6, 20], "relative", prompts)
+    assert got_ref == pytest.approx(ref, rel=1e-5)
+    assert factor == pytest.approx(ref / np.linalg.norm(vec, axis=1), rel=1e-5)
     s = 0.5
     rel = sweep(m, vec, layers=[6, 20], strengths=[s], questions=qs, scale="relative", progress=False)
     for r in rel:
         L = r["layer"]
         assert r["added_norm"] == pytest.approx(s * ref[L], rel=1e-4)
+        # the same strength, bit for bit (b jumps under last-bit changes of the strength; see
+        # the note in pyintro.sweep)
         raw = m.belief(prompt_ids(m, Question(r["question_kind"], r["question"])),
-                       inject=[Injection(vec, L, s * ref[L] / np.linalg.norm(vec[L]))])
+                       inject=[Injection(vec, L, s * factor[L])])
         assert r["b"] == pytest.approx(raw.b, abs=1e-3)
 
 
@@ -100,8 +105,9 @@ def test_positions_from_k_and_all(m, vec):
     ids = prompt_ids(m, Question("introspection", INTROSPECTION))
     k = len(ids) - 6
     for pos in (k, "all"):
-        # chunk=1: one point per decode, as belief() does ("all" decodes 2 x 52 rows otherwise,
-        # past the 64-row switch of llama.cpp's kernels; see the note in pyintro.sweep)
+        # chunk=1: each point decoded alone, as belief() does (with several prompt-long
+        # sequences in one decode, the later ones sum attention in another order and b can
+        # move; see the note in pyintro.sweep)
         got = sweep(m, vec, layers=[10], strengths=[0.0, 2.0], questions={"introspection": INTROSPECTION},
                     positions=pos, progress=False, chunk=1)
         for r in got:
