@@ -153,9 +153,10 @@ def sweep(
                top_token is the most likely next token (full logits rows are copied out).
                False: only the Yes/No logits are gathered; p_yes / p_no are then normalised
                over the Yes and No tokens only (p_yes + p_no = 1) and top_token is "".
-               Cost of True, measured on the default model with 256-point batches: +3% CPU
-               (copies of 256 x 49152 logits, ~17 ms softmax), 4.3 vs 4.0 ms/point wall with 2
-               threads (noisy); b is the same either way.
+               Cost of True on the default model (960-point sweeps, 256-point batches): +3% CPU
+               per batch in isolation (copies of 256 x 49152 logits, ~20 ms softmax), +8% wall
+               in a quiet 2-thread A/B (4.3 vs 4.0 ms/point), +10-20% CPU on a loaded machine.
+               b is the same either way; use False when only b matters.
     chunk:     at most this many points per batch (and per CSV write); default: as many as
                one batch holds (up to model.n_seq_max).
     """
