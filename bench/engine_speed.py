@@ -12,6 +12,7 @@ Targets: (b) <= 1.15 x (a), and (b) >= 30 x faster per point than (c).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -36,6 +37,7 @@ def main() -> None:
     ap.add_argument("--readme", type=Path, help="update this README's bench:engine_speed section")
     args = ap.parse_args()
 
+    load_start = os.getloadavg()[0]
     hooked = pyintro.Model.load(n_threads=args.threads)
     plain = pyintro.Model.load(n_threads=args.threads, eval_callback=False)
     ids = hooked.chat(USER, system=SYSTEM)
@@ -56,6 +58,7 @@ def main() -> None:
 
     t_c = median_time(one_by_one, args.repeats)
 
+    load_end = os.getloadavg()[0]
     ms_a, ms_b, ms_c = 1000 * t_a / n, 1000 * t_b / n, 1000 * t_c / len(naive)
     result = {
         "machine": machine(),
@@ -67,12 +70,14 @@ def main() -> None:
         "b_over_a": ms_b / ms_a,
         "c_over_b": ms_c / ms_b,
         "targets": {"b_over_a_max": 1.15, "c_over_b_min": 30},
+        "load_average_1min": [load_start, load_end],
     }
     path = write_json("engine_speed", result)
 
     table = "\n".join([
         f"Engine, {hooked.path.name}, {len(ids)}-token prompt, {n} points per batch, {args.threads} threads "
-        f"(median of {args.repeats}; {machine_line(result['machine'])}):",
+        f"(median of {args.repeats}; {machine_line(result['machine'])}; "
+        f"1-min load average {load_start:.1f} at the start, {load_end:.1f} at the end):",
         "",
         "| | ms/point | ratio |",
         "|---|---:|---:|",

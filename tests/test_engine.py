@@ -120,7 +120,9 @@ def test_shared_prefix_points_equal_separate_full_decodes(model, prompt, vec):
     assert batched.shape == (len(grid), 2)
     for (layer, s), got in zip(grid, batched):
         full = model.logits(prompt, inject=[Injection(vec, layer, s)], reuse_prefix=False)[0]
-        np.testing.assert_allclose(got, full[yes_no], atol=1e-3)
+        # Most points are bit-identical; a point's token sits in another KV cell in the batch,
+        # so llama.cpp may sum attention in another order (up to ~1.5e-3 relative; README, Numerics).
+        np.testing.assert_allclose(got, full[yes_no], rtol=2e-3, atol=1e-3)
 
 
 def test_injection_from_token_k_onward_over_shared_prefix(model, prompt, vec):
@@ -131,13 +133,14 @@ def test_injection_from_token_k_onward_over_shared_prefix(model, prompt, vec):
         np.testing.assert_allclose(got, model.logits(prompt, inject=p, reuse_prefix=False)[0], atol=1e-3)
 
 
-def test_points_chunk_past_n_seq_max(prompt, vec):
+def test_points_chunk_past_n_seq_max(model, prompt, vec):
+    pts = [[Injection(vec, layer, 2.0)] for layer in range(11)]
+    ids = [model.tokenize("Yes")[0], model.tokenize("No")[0]]
+    whole = model.points(prompt, pts, vocab_ids=ids)  # one batch of 11
     with pyintro.Model.load(n_threads=2, n_seq_max=4) as small:
-        pts = [[Injection(vec, layer, 2.0)] for layer in range(11)]
-        ids = [small.tokenize("Yes")[0]]
-        batched = small.points(prompt, pts, vocab_ids=ids)
-        single = np.array([small.points(prompt, [p], vocab_ids=ids)[0] for p in pts])
-    np.testing.assert_allclose(batched, single, atol=1e-3)
+        chunked = small.points(prompt, pts, vocab_ids=ids)  # batches of 4, 4 and 3
+    # Compared with multi-row decodes only: a one-row decode takes another llama.cpp kernel.
+    np.testing.assert_allclose(chunked, whole, rtol=2e-3, atol=1e-3)  # KV placement, as above
 
 
 def test_gather_equals_full_logits(model, prompt, vec):
