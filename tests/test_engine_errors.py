@@ -136,7 +136,9 @@ def test_engine_level_validation(model):
                  np.array([1], np.int32))
     with pytest.raises(ValueError, match="pos has 2 entries"):
         e.decode(args[0], args[1][:2], args[2], args[3])
-    # The engine is still usable afterwards.
+    # The engine is still usable afterwards (on an empty cache: the session model may hold a prefix).
+    e.seq_rm(-1, 0, -1)
+    model._prefix = []
     assert e.decode(*args)[0].shape == (n, model.n_vocab)
     e.seq_rm(-1, 0, -1)
     model._prefix = []
