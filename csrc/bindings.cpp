@@ -170,6 +170,7 @@ PYBIND11_MODULE(_engine, m) {
         .def_property_readonly("chat_template", &Engine::chat_template)
         .def("metadata", &Engine::metadata)
         .def("is_eog", &Engine::is_eog)
+        .def_property_readonly("recurrent", &Engine::recurrent)
         .def("tokenize", &Engine::tokenize, py::arg("text"), py::arg("add_special"), py::arg("parse_special"))
         // Bytes, not str: a token can hold part of a UTF-8 character; Python decodes with "replace".
         .def("detokenize", [](const Engine & e, const std::vector<int32_t> & tokens, bool remove_special,

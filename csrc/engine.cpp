@@ -220,6 +220,11 @@ std::string Engine::arch() const {
     return n < 0 ? std::string() : std::string(buf);
 }
 
+bool Engine::recurrent() const {
+    check_ctx();
+    return llama_model_is_recurrent(model_) || llama_model_is_hybrid(model_);
+}
+
 std::string Engine::desc() const {
     check_ctx();
     char buf[256];

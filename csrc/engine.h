@@ -88,6 +88,9 @@ public:
     std::string chat_template() const;
     std::vector<std::pair<std::string, std::string>> metadata() const;
     bool is_eog(int32_t token) const;
+    // Recurrent (Mamba, RWKV) or hybrid memory: positions cannot be removed from the middle
+    // of a sequence, so shared prefixes cannot be reused.
+    bool recurrent() const;
 
     std::vector<int32_t> tokenize(const std::string & text, bool add_special, bool parse_special) const;
     std::string detokenize(const std::vector<int32_t> & tokens, bool remove_special, bool unparse_special) const;

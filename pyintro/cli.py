@@ -18,6 +18,8 @@ from typing import Optional
 
 import click
 
+from pyintro.sweep import SweepInterrupted
+
 _USER_ERRORS = (ValueError, RuntimeError, OSError)
 _FLOAT_COLUMNS = ("strength", "b", "p_yes", "p_no", "added_norm")
 _CAPS = ("HI! HOW ARE YOU?", "Hi! How are you?")
@@ -39,6 +41,11 @@ class _Group(click.Group):
                             click.echo(f"Warning: {w.message}", err=True)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise  # click's own (Exit is a RuntimeError)
+        except SweepInterrupted as e:
+            click.echo(f"\nInterrupted: {e.done} of {e.total} points done"
+                       + (f" and saved in {e.out}; run the same command with --resume to finish." if e.out else "."),
+                       err=True)
+            ctx.exit(130)
         except _USER_ERRORS as e:
             if (ctx.obj or {}).get("debug"):
                 raise

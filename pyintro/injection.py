@@ -9,6 +9,7 @@ from typing import Any, Sequence, Union
 import numpy as np
 
 Positions = Union[str, int, Sequence[int], np.ndarray]
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class Injection:
             raise ValueError(f"strength must be a number, got {self.strength!r}") from None
         if not math.isfinite(strength):
             raise ValueError(f"strength must be finite, got {self.strength!r}")
+        if abs(strength) > _F32_MAX:
+            raise ValueError(f"strength {strength:g} is past float32's range (|strength| <= {_F32_MAX:.3g})")
         if isinstance(self.layer, bool) or not isinstance(self.layer, (int, np.integer)):
             raise ValueError(f"layer must be an int, got {self.layer!r}")
 
@@ -109,4 +112,8 @@ class Injection:
 
     def scales(self, n_tokens: int) -> np.ndarray:
         """``strength * mask``, float32 ``[n_tokens]``."""
-        return (self.mask(n_tokens) * np.float32(self.strength)).astype(np.float32)
+        scales = self.mask(n_tokens).astype(np.float64) * float(self.strength)
+        if np.any(np.abs(scales) > _F32_MAX):
+            raise ValueError(f"strength {float(self.strength):g} times the mask leaves float32's range; "
+                             "use a smaller strength or mask")
+        return scales.astype(np.float32)

@@ -169,6 +169,12 @@ class Model:
             engine = _engine.Engine(params)
         finally:
             drain_log()
+        if engine.recurrent:
+            arch = engine.arch
+            engine.close()
+            raise ValueError(f"architecture '{arch}' keeps recurrent state (Mamba/RWKV-style, or a hybrid): "
+                             "llama.cpp cannot roll it back to a shared prompt prefix, so pyintro's batched "
+                             f"points would be wrong; use a transformer model: '{p}'")
         return cls(engine, p)
 
     def close(self) -> None:
@@ -315,12 +321,14 @@ class Model:
         n = len(ids)
         out_rows = [n - 1] if rows is None else list(rows)
         specs = [self._resolve(point, n) for point in points]
+        if not out_rows:
+            raise ValueError("rows is empty: pass the prompt indices whose logits you want (or None for the last)")
         if sorted(set(out_rows)) != out_rows or out_rows[0] < 0 or out_rows[-1] >= n:
             raise ValueError(f"rows must be increasing indices into the prompt (0..{n - 1})")
         first = min([out_rows[0]] + [int(np.flatnonzero(s.scale)[0]) for sp in specs for s in sp if s.scale.any()])
         if not reuse_prefix:
             first = 0
-        gather = None if vocab_ids is None else np.asarray(vocab_ids, dtype=np.int32)
+        gather = None if vocab_ids is None else self._check_vocab_ids(vocab_ids)
         n_cols = self.n_vocab if gather is None else len(gather)
         result = np.empty((len(points), len(out_rows), n_cols), dtype=np.float32)
         with self._lock:
@@ -339,6 +347,17 @@ class Model:
                 self._engine.seq_rm(-1, first, -1)
                 drain_log()
         return result[:, 0, :] if rows is None else result
+
+    def _check_vocab_ids(self, vocab_ids) -> np.ndarray:
+        try:
+            arr = np.asarray(vocab_ids)
+        except (TypeError, ValueError):
+            arr = np.zeros(0, dtype=object)
+        if arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iu":
+            raise ValueError("vocab_ids must be a non-empty list of token ids (or None for the whole vocabulary)")
+        if arr.min() < 0 or arr.max() >= self.n_vocab:
+            raise ValueError(f"vocab_ids must lie in 0..{self.n_vocab - 1}")
+        return arr.astype(np.int32)
 
     def capture(
         self,

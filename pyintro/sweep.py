@@ -28,7 +28,9 @@ import io
 import json
 import math
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -221,23 +223,60 @@ def sweep(
     run = _Runner(model, dirs, factor, positions, yes_ids, no_ids, full_vocab, const)
     n_done = 0
     try:
-        last = None
-        for q, ids, part, _ in plan:
-            if q is not last:  # decode each question's prompt from scratch, whatever came before
-                fresh_prefix(model, ids)
-                last = q
-            rows = [r for r in run(q, ids, part) if _key(r) not in done]
-            if writer is not None:
-                writer.append(rows)
-            for r in rows:
-                done[_key(r)] = r
-            n_done += len(rows)
-            report(n_done)
+        with _SigintAtChunkEnd() as interrupt:
+            last = None
+            for q, ids, part, _ in plan:
+                if q is not last:  # decode each question's prompt from scratch, whatever came before
+                    fresh_prefix(model, ids)
+                    last = q
+                rows = [r for r in run(q, ids, part) if _key(r) not in done]
+                if writer is not None:
+                    writer.append(rows)
+                for r in rows:
+                    done[_key(r)] = r
+                n_done += len(rows)
+                report(n_done)
+                if interrupt.requested and n_done < total:
+                    raise SweepInterrupted(n_done, total, out)
     finally:
         if writer is not None:
             writer.close()
         report(None)
     return [done[(q.kind, q.text, L, s)] for q in qs for L in layers for s in strengths]
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a sweep at a chunk boundary: every finished chunk is in ``out``."""
+
+    def __init__(self, done: int, total: int, out):
+        self.done, self.total, self.out = done, total, out
+        saved = f"; they are saved in {out}: resume=True (pyintro: --resume) computes the rest" if out else ""
+        super().__init__(f"sweep interrupted after {done} of {total} points{saved}")
+
+
+class _SigintAtChunkEnd:
+    """While a sweep runs in the main thread, the first Ctrl-C is held until the chunk in
+    flight is written (at most one batch, about a second); a second Ctrl-C stops at once
+    (a resumed sweep drops any half-written row). Elsewhere, SIGINT is left alone."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> "_SigintAtChunkEnd":
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
 
 
 def fresh_prefix(model, ids: Sequence[int]) -> None:

@@ -35,6 +35,11 @@ _K_HAS_LAYER0 = "pyintro.has_layer0"
 _K_LAYER0 = "pyintro.direction0"  # float32 array [n_embd], present when has_layer0
 _K_N_LAYER = "pyintro.n_layer"
 _K_N_EMBD = "pyintro.n_embd"
+# Bounds on what a file may claim before we allocate for it (the largest models today have
+# ~130 layers and n_embd ~16k); a damaged or hostile file must not make us allocate GiBs.
+MAX_LAYERS = 1024
+MAX_EMBD = 1 << 17
+MAX_ELEMENTS = 1 << 26  # n_layer * n_embd: 256 MB of float32
 
 
 @dataclass(eq=False)
@@ -267,6 +272,9 @@ def _read(p: Path) -> ConceptVector:
         n_layer = max(max(rows, default=0) + 1, count + 1 if isinstance(count, int) else 0)
     if rows and max(rows) >= n_layer:
         raise ValueError(f"{p}: tensor direction.{max(rows)} is beyond the file's {n_layer} layers")
+    if not (0 < n_layer <= MAX_LAYERS and 0 < n_embd <= MAX_EMBD and n_layer * n_embd <= MAX_ELEMENTS):
+        raise ValueError(f"{p} claims a vector of {n_layer} layers x {n_embd} floats, more than any model "
+                         f"has (at most {MAX_LAYERS} layers, {MAX_EMBD} floats); the file is damaged")
 
     directions = np.zeros((n_layer, n_embd), dtype=np.float32)
     for il, row in rows.items():

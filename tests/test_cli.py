@@ -174,6 +174,29 @@ def test_sweep_killed_with_sigkill_resumes_to_the_full_set(caps, tmp_path):
     assert len(rows) == 720 and len(set(keys(rows))) == 720
 
 
+def test_sweep_ctrl_c_saves_whole_batches_and_says_how_to_resume(caps, tmp_path):
+    out = tmp_path / "big.csv"
+    cmd = [sys.executable, "-m", "pyintro.cli", "sweep", "--vector", str(caps), "--threads", "1",
+           "--layers", "0:30", "--strengths", "0:12", "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if out.exists() and len(out.read_text().splitlines()) > 1:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    per_batch = json.loads(Path(str(out) + ".json").read_text())["points_per_batch"]
+    partial = len(read(out))
+    assert proc.returncode == 130, err
+    assert "Interrupted" in err and "--resume" in err and "Traceback" not in err, err
+    boundaries = {min(k * per_batch[0], 360) for k in range(1, 3)} | {360 + min(k * per_batch[1], 360) for k in range(1, 3)}
+    assert partial in boundaries, (partial, boundaries)
+    done = subprocess.run(cmd + ["--resume"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert len(read(out)) == 720 and len(set(keys(read(out)))) == 720
+
+
 def test_quantize_ladder_then_compare(caps, tmp_path):
     result = invoke("quantize", pyintro.default_model_path(), "--type", "f16", "--type", "q8_0",
                     "--outdir", tmp_path)

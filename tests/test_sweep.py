@@ -1,4 +1,4 @@
-"""Sweeps against point-by-point beliefs; scaling; files, resume and SIGKILL; analysis."""
+"""Sweeps against point-by-point beliefs; scaling; files, resume after SIGKILL and Ctrl-C; analysis."""
 
 import csv
 import json
@@ -228,6 +228,31 @@ def test_resume_after_sigkill(m, vec, tmp_path):
     assert len(on_disk) == total and len({key(r) for r in on_disk}) == total
     want = sweep(m, vec, layers=list(range(0, 30, 6)), strengths=[0.0, 1.0, 2.0, 4.0, 6.0, 8.0],
                  questions=QUESTIONS, progress=False, chunk=6)
+    assert_same_rows(on_disk, want)
+
+
+def test_ctrl_c_stops_at_a_chunk_boundary_then_resume_completes(m, vec, tmp_path):
+    out, vfile = tmp_path / "big.csv", tmp_path / "v.npy"
+    np.save(vfile, vec)
+    args = [sys.executable, "-c", SCRIPT, str(out), str(vfile), INTROSPECTION, CONTROL_NO[0]]
+    proc = subprocess.Popen(args, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.exists() and out.read_text().count("\n") >= 2:
+            break
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    _, err = proc.communicate(timeout=60)
+    total = 5 * 6 * 2
+    partial = read_csv_rows(out)
+    assert proc.returncode != 0 and "SweepInterrupted" in err and "resume" in err, err
+    assert 6 <= len(partial) < total and len(partial) % 6 == 0  # whole chunks only (chunk=6)
+    assert out.read_text().endswith("\n")
+    subprocess.run(args + ["resume"], cwd=tmp_path, check=True, timeout=120)
+    on_disk = read_csv_rows(out)
+    want = sweep(m, vec, layers=list(range(0, 30, 6)), strengths=[0.0, 1.0, 2.0, 4.0, 6.0, 8.0],
+                 questions=QUESTIONS, progress=False, chunk=6)
+    assert len(on_disk) == total
     assert_same_rows(on_disk, want)
 
 
