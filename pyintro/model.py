@@ -330,7 +330,7 @@ class Model:
             first = 0
         gather = None if vocab_ids is None else self._check_vocab_ids(vocab_ids)
         n_cols = self.n_vocab if gather is None else len(gather)
-        result = np.empty((len(points), len(out_rows), n_cols), dtype=np.float32)
+        parts = []  # one logits array per batch, used as is (a batch of full rows is ~50 MB)
         with self._lock:
             self._ensure_prefix(ids[:first])
             suffix = np.asarray(ids[first:], dtype=np.int32)
@@ -341,11 +341,15 @@ class Model:
                 for start in range(0, len(points), per_batch):
                     chunk = range(start, min(len(points), start + per_batch))
                     logits = self._decode_suffix(suffix, first, [specs[i] for i in chunk], rel_rows, gather)
-                    result[start : start + len(chunk)] = logits.reshape(len(chunk), len(out_rows), n_cols)
+                    parts.append(logits.reshape(len(chunk), len(out_rows), n_cols))
                     self._engine.seq_rm(-1, first, -1)
             finally:
                 self._engine.seq_rm(-1, first, -1)
                 drain_log()
+        if not parts:
+            result = np.empty((0, len(out_rows), n_cols), dtype=np.float32)
+        else:
+            result = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return result[:, 0, :] if rows is None else result
 
     def _check_vocab_ids(self, vocab_ids) -> np.ndarray:

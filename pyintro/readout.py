@@ -69,19 +69,21 @@ def logsumexp(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.squeeze(m, axis) + np.log(np.sum(np.exp(x - m), axis=axis))
 
 
-def log_partition(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def log_partition(logits: np.ndarray, overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(logsumexp over the vocabulary [n] float64, argmax [n]) for each row of ``logits`` [n, n_vocab].
 
-    One float32 pass for the exponentials (about 25 ms for 256 x 49152 on one core)."""
+    One float32 pass for the exponentials (about 25 ms for 256 x 49152 on one core).
+    overwrite=True works in ``logits``' memory (a float32 array the caller no longer needs)."""
     logits = np.asarray(logits, dtype=np.float32)
     top = np.argmax(logits, axis=1)  # [n]
     m = logits[np.arange(len(logits)), top][:, None]  # [n, 1] row maxima
-    e = np.subtract(logits, m)
+    e = np.subtract(logits, m, out=logits if overwrite and logits.flags.writeable else None)
     np.exp(e, out=e)
     return m[:, 0].astype(np.float64) + np.log(e.sum(axis=1).astype(np.float64)), top.astype(np.int64)
 
 
-def scores(logits: np.ndarray, yes_cols: Sequence[int], no_cols: Sequence[int], full_vocab: bool = True) -> dict:
+def scores(logits: np.ndarray, yes_cols: Sequence[int], no_cols: Sequence[int], full_vocab: bool = True,
+           overwrite: bool = False) -> dict:
     """b, p_yes, p_no (and top token id) for each row of ``logits`` [n, n_cols].
 
     full_vocab=True:  ``logits`` are full-vocabulary rows; p_* are softmax probabilities over
@@ -89,6 +91,7 @@ def scores(logits: np.ndarray, yes_cols: Sequence[int], no_cols: Sequence[int], 
     full_vocab=False: ``logits`` hold gathered columns only; p_* are normalised over the
                       gathered columns only (p_yes + p_no = 1 when only Yes/No were gathered)
                       and ``top`` is None.
+    overwrite=True lets it use ``logits``' memory as scratch (their values are lost).
     Returns {"b": [n], "p_yes": [n], "p_no": [n], "top": [n] or None} as float64 / int64.
     """
     logits = np.asarray(logits)
@@ -96,7 +99,7 @@ def scores(logits: np.ndarray, yes_cols: Sequence[int], no_cols: Sequence[int], 
         raise ValueError(f"logits must be 2-D [n_rows, n_cols], got shape {logits.shape}")
     ly = logsumexp(logits[:, list(yes_cols)], axis=1)  # [n]
     ln = logsumexp(logits[:, list(no_cols)], axis=1)  # [n]
-    lz, top = log_partition(logits) if full_vocab else (logsumexp(logits, axis=1), None)  # [n], [n]
+    lz, top = log_partition(logits, overwrite) if full_vocab else (logsumexp(logits, axis=1), None)  # [n], [n]
     return {"b": ly - ln, "p_yes": np.exp(ly - lz), "p_no": np.exp(ln - lz), "top": top}
 
 

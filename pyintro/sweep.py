@@ -7,7 +7,9 @@ One row per point (tidy), so ``pd.DataFrame(rows)`` or ``pd.read_csv(out)`` give
 
 All (layer, strength) points of one question go through ``model.points`` in chunks that
 fit one batch; with ``out`` set, each chunk is appended to a CSV (flushed and fsynced) as
-soon as it is done, and ``resume=True`` picks up where an interrupted sweep stopped.
+soon as it is done, and ``resume=True`` picks up where an interrupted sweep stopped. Ctrl-C
+stops at the end of the chunk in flight (``SweepInterrupted``). Points whose strength is 0 add
+nothing: they all take the question's uninjected belief, decoded once per question.
 
 Note on numerics (measured on SmolLM2-135M Q4_1, CPU, flash attention off): an injected
 point's b is not a smooth function of the decode. Scaling the strength by 1 + 1e-6 moved b by
@@ -228,6 +230,7 @@ def sweep(
             for q, ids, part, _ in plan:
                 if q is not last:  # decode each question's prompt from scratch, whatever came before
                     fresh_prefix(model, ids)
+                    run.start(ids)
                     last = q
                 rows = [r for r in run(q, ids, part) if _key(r) not in done]
                 if writer is not None:
@@ -298,16 +301,30 @@ class _Runner:
         else:  # columns of the gathered logits
             self.gather = list(yes_ids) + list(no_ids)
             self.cols = (list(range(len(yes_ids))), list(range(len(yes_ids), len(self.gather))))
+        self._clean: dict = {}
+
+    def start(self, ids: list[int]) -> None:
+        """Score the question's uninjected point (call right after its prompt is decoded afresh).
+        Two identical rows: a one-row decode takes another kernel (see ``readout.belief``)."""
+        self._clean = self._score(ids, [[], []])
+
+    def _score(self, ids: list[int], points: list[list[Injection]]) -> dict:
+        logits = self.model.points(ids, points, vocab_ids=self.gather)  # [n_points, n_vocab or n_gather]
+        return scores(logits, *self.cols, full_vocab=self.full_vocab, overwrite=True)
 
     def __call__(self, q: Question, ids: list[int], part: list[tuple]) -> list[dict]:
-        inj = [[Injection(self.dirs, L, s * self.factor[L], self.positions)] for L, s in part]
-        logits = self.model.points(ids, inj, vocab_ids=self.gather)  # [n_part, n_vocab or n_gather]
-        sc = scores(logits, *self.cols, full_vocab=self.full_vocab)
+        # Strength 0 adds nothing: those points are the question's clean point, decoded once in
+        # start(). It saves their decodes and gives one b for s = 0 at every layer.
+        live = [i for i, (L, s) in enumerate(part) if s * self.factor[L] != 0]
+        sc = self._score(ids, [[Injection(self.dirs, part[i][0], part[i][1] * self.factor[part[i][0]],
+                                          self.positions)] for i in live]) if live else None
+        where = {i: k for k, i in enumerate(live)}
         rows = []
         for i, (L, s) in enumerate(part):
-            top = "" if sc["top"] is None else self.model.token_str(int(sc["top"][i]))
+            src, k = (sc, where[i]) if i in where else (self._clean, 0)
+            top = "" if src["top"] is None else self.model.token_str(int(src["top"][k]))
             rows.append({"question_kind": q.kind, "question": q.text, "layer": L, "strength": s,
-                         "b": float(sc["b"][i]), "p_yes": float(sc["p_yes"][i]), "p_no": float(sc["p_no"][i]),
+                         "b": float(src["b"][k]), "p_yes": float(src["p_yes"][k]), "p_no": float(src["p_no"][k]),
                          "top_token": top, "added_norm": float(abs(s) * self.factor[L] * self.v_norm[L]),
                          **self.const})
         return rows
