@@ -10,21 +10,63 @@ import statistics
 import time
 from importlib.metadata import version
 from pathlib import Path
-from typing import Callable
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def median_time(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls."""
+def interleaved(fns: dict, repeats: int = 3, warmup: int = 1) -> dict:
+    """Median wall time (s) of each callable in ``fns``, timed in rotation (A B C A B C ...)
+    after ``warmup`` untimed rounds, so that a change in the machine's load hits every variant
+    alike. Returns {name: {"median": s, "times": [s, ...]}}."""
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns.values():
+            fn()
+    times = {k: [] for k in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for k, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - start)
+    return {k: {"median": statistics.median(v), "times": [round(t, 4) for t in v]} for k, v in times.items()}
+
+
+class OtherLoad:
+    """How busy the rest of the machine was from creation to ``stop()``: ``cores`` is the CPU time that
+    other processes (and the hypervisor's steal) used, in cores on average, from /proc/stat's
+    busy time minus this process's own. 0 on a quiet machine; NaN where /proc/stat is missing."""
+
+    def __init__(self):  # starts measuring
+        self.cores = float("nan")
+        self._start = (time.monotonic(), _busy_seconds(), _own_seconds())
+
+    def stop(self) -> float:
+        t0, busy0, own0 = self._start
+        busy1 = _busy_seconds()
+        if busy0 is not None and busy1 is not None:
+            self.cores = max(0.0, ((busy1 - busy0) - (_own_seconds() - own0)) / (time.monotonic() - t0))
+        return self.cores
+
+    def sentence(self, n_cores: int) -> str:
+        if self.cores != self.cores:
+            return "Other processes' load was not measured."
+        text = f"Other processes used {self.cores:.2f} of the {n_cores} cores on average during the run"
+        return text + ("." if self.cores < 0.2 else " (a shared machine: absolute times are noisy; "
+                       "the ratios come from variants timed in rotation).")
+
+
+def _busy_seconds():
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def machine() -> dict:

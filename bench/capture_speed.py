@@ -17,7 +17,6 @@ Target: capture <= 1.2 x plain decode.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, machine_line, update_readme, write_json  # noqa: E402
-from hf_reference import HFModel, interleaved  # noqa: E402
+from _common import OtherLoad, interleaved, machine, machine_line, update_readme, write_json  # noqa: E402
+from hf_reference import HFModel  # noqa: E402
 
 import pyintro  # noqa: E402
 from pyintro import BASELINE_WORDS, CONCEPT_WORDS  # noqa: E402
@@ -35,8 +34,6 @@ TEMPLATE = "Tell me about {}"  # mean_difference's default
 TARGET = 1.2
 
 
-def loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def batches(prompts: list[list[int]], n_seq: int, n_batch: int) -> list[list[int]]:
@@ -84,7 +81,7 @@ def main() -> None:
         args.repeats = 1
     concepts = list(CONCEPT_WORDS[:5] if args.quick else CONCEPT_WORDS)
     baseline = list(BASELINE_WORDS[:10] if args.quick else BASELINE_WORDS)
-    load_start = loadavg()
+    other = OtherLoad()
     t_start = time.time()
     say = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
 
@@ -136,13 +133,12 @@ def main() -> None:
     r_capture = ms["capture_many"] / ms["plain_decode"]
     r_extract = ms["mean_difference"] / ms["plain_decode"]
     r_hf = ms["hf_output_hidden_states"] / ms["mean_difference"]
-    load_end = loadavg()
+    other.stop()
     pf = lambda ok: "PASS" if ok else "MISS"  # noqa: E731
     m_info = machine()
     result = {
         "machine": m_info,
-        "load_average_start": load_start,
-        "load_average_end": load_end,
+        "other_processes_cores": round(other.cores, 3),
         "wall_s": round(time.time() - t_start, 1),
         "quick": args.quick,
         "model": hooked.path.name,
@@ -170,14 +166,12 @@ def main() -> None:
     }
     path = write_json("capture_speed_quick" if args.quick else "capture_speed", result)
 
-    quiet = max(load_start[0], load_end[0]) < 1.5
     table = "\n".join([
         f"Mean-difference vectors for {len(concepts)} concepts over {len(baseline)} baseline words: {n} prompts "
         f"(\"{TEMPLATE}\" in the chat template, {n_tokens} tokens), every layer ({hooked.n_layer}) at the last "
         f"token; {hooked.path.name}, {args.threads} threads, median of {args.repeats} rounds after a warm-up round "
         f"(all variants timed in rotation); "
-        f"{machine_line(m_info)}. Load average (1 min) {load_start[0]} at the start, {load_end[0]} at the end"
-        + ("." if quiet else " (the machine was shared: absolute times are noisy; ratios come from one run)."),
+        f"{machine_line(m_info)}. " + other.sentence(m_info["cores"]),
         "",
         "| | ms/prompt | ratio |",
         "|---|---:|---:|",

@@ -12,14 +12,13 @@ Targets: (b) <= 1.15 x (a), and (b) >= 30 x faster per point than (c).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, machine_line, median_time, update_readme, write_json  # noqa: E402
+from _common import OtherLoad, interleaved, machine, machine_line, update_readme, write_json  # noqa: E402
 
 import pyintro  # noqa: E402
 from pyintro import Injection  # noqa: E402
@@ -37,9 +36,12 @@ def main() -> None:
     ap.add_argument("--readme", type=Path, help="update this README's bench:engine_speed section")
     args = ap.parse_args()
 
-    load_start = os.getloadavg()[0]
+    other = OtherLoad()
     hooked = pyintro.Model.load(n_threads=args.threads)
     plain = pyintro.Model.load(n_threads=args.threads, eval_callback=False)
+    # (c) gets its own Model: a call without prefix reuse drops the cached prefix, and (a) and
+    # (b) both time batches over a prefix that is already decoded.
+    naive_model = pyintro.Model.load(n_threads=args.threads)
     ids = hooked.chat(USER, system=SYSTEM)
     yes_no = [hooked.tokenize("Yes")[0], hooked.tokenize("No")[0]]
     rng = np.random.default_rng(0)
@@ -48,17 +50,19 @@ def main() -> None:
     points = [[Injection(vectors, i % hooked.n_layer, float(1 + i % 16))] for i in range(n)]
     empty = [[] for _ in range(n)]
 
-    t_a = median_time(lambda: plain.points(ids, empty, vocab_ids=yes_no), args.repeats)
-    t_b = median_time(lambda: hooked.points(ids, points, vocab_ids=yes_no), args.repeats)
     naive = points[: args.naive_points]
 
     def one_by_one():
         for p in naive:
-            hooked.points(ids, [p], vocab_ids=yes_no, reuse_prefix=False)
+            naive_model.points(ids, [p], vocab_ids=yes_no, reuse_prefix=False)
 
-    t_c = median_time(one_by_one, args.repeats)
-
-    load_end = os.getloadavg()[0]
+    timed = interleaved({
+        "a": lambda: plain.points(ids, empty, vocab_ids=yes_no),
+        "b": lambda: hooked.points(ids, points, vocab_ids=yes_no),
+        "c": one_by_one,
+    }, args.repeats)
+    t_a, t_b, t_c = (timed[k]["median"] for k in "abc")
+    other.stop()
     ms_a, ms_b, ms_c = 1000 * t_a / n, 1000 * t_b / n, 1000 * t_c / len(naive)
     result = {
         "machine": machine(),
@@ -70,14 +74,14 @@ def main() -> None:
         "b_over_a": ms_b / ms_a,
         "c_over_b": ms_c / ms_b,
         "targets": {"b_over_a_max": 1.15, "c_over_b_min": 30},
-        "load_average_1min": [load_start, load_end],
+        "other_processes_cores": round(other.cores, 3),
     }
     path = write_json("engine_speed", result)
 
     table = "\n".join([
         f"Engine, {hooked.path.name}, {len(ids)}-token prompt, {n} points per batch, {args.threads} threads "
-        f"(median of {args.repeats}; {machine_line(result['machine'])}; "
-        f"1-min load average {load_start:.1f} at the start, {load_end:.1f} at the end):",
+        f"(median of {args.repeats} rounds, variants timed in rotation after a warm-up round; "
+        f"{machine_line(result['machine'])}). " + other.sentence(result["machine"]["cores"]),
         "",
         "| | ms/point | ratio |",
         "|---|---:|---:|",

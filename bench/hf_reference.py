@@ -280,25 +280,3 @@ class LlamaCvec:
         if self.model:
             self.ll.llama_model_free(self.model)
             self.model = None
-
-
-# -- timing -------------------------------------------------------------------------------------
-
-
-def interleaved(fns: dict, repeats: int = 3, warmup: int = 1) -> dict:
-    """Median wall time (s) of each callable in ``fns``, timed in rotation (A B C A B C ...)
-    after ``warmup`` untimed rounds, so that a change in the machine's load hits every variant
-    alike. Returns {name: {"median": s, "times": [s, ...]}}."""
-    import statistics
-    import time
-
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - start)
-    return {k: {"median": statistics.median(v), "times": [round(t, 4) for t in v]} for k, v in times.items()}

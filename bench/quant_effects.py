@@ -26,7 +26,6 @@ that comes from the matrix kernels alone.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections import Counter
@@ -35,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, machine, machine_line, update_readme, write_json  # noqa: E402
-from hf_reference import interleaved, pearson  # noqa: E402
+from _common import RESULTS, OtherLoad, interleaved, machine, machine_line, update_readme, write_json  # noqa: E402
+from hf_reference import pearson  # noqa: E402
 
 import pyintro  # noqa: E402
 from pyintro.quantize import ladder  # noqa: E402
@@ -47,8 +46,6 @@ TYPES = ["f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q3_k_m", "q2_k"]
 STRENGTHS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0, 14.0, 16.0, 20.0)
 
 
-def loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def tensor_types(path: Path) -> dict:
@@ -99,7 +96,7 @@ def main() -> None:
         if args.readme:
             raise SystemExit("--quick results do not go into the README")
         args.repeats = 1
-    load_start = loadavg()
+    other = OtherLoad()
     t_start = time.time()
     say = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
 
@@ -156,10 +153,10 @@ def main() -> None:
     for m in models.values():
         m.close()
 
-    load_end = loadavg()
+    other.stop()
     m_info = machine()
     result = {
-        "machine": m_info, "load_average_start": load_start, "load_average_end": load_end,
+        "machine": m_info, "other_processes_cores": round(other.cores, 3),
         "wall_s": round(time.time() - t_start, 1), "quick": args.quick, "source": src.name,
         "threads": args.threads, "repeats": args.repeats, "points": n_points,
         "grid": {"layers": layers, "strengths": strengths, "questions": "introspection + control (1+1=3)",
@@ -174,15 +171,13 @@ def main() -> None:
         share = f["tensor_types"]["share_of_weights"]
         return ", ".join(f"{k} {100 * v:.0f}%" for k, v in list(share.items())[:3])
 
-    quiet = max(load_start[0], load_end[0]) < 1.5
     lines = [
         f"Quantization ladder of {src.name} (through F16, with llama.cpp's quantizer), {n_points}-point sweep "
         f"({len(layers)} layers × {len(strengths)} strengths × introspection + 1 control question, the F16 all-caps "
         f"vector at the last token), {args.threads} threads, median of {args.repeats} rounds (files timed in rotation, after "
         f"a one-batch warm-up sweep each); "
         f"{machine_line(m_info)}. "
-        f"Load average (1 min) {load_start[0]} at the start, {load_end[0]} at the end"
-        + ("." if quiet else " (the machine was shared: times are noisy)."),
+        + other.sentence(m_info["cores"]),
         "",
         "| file | size MB | tensor types (share of weights) | ms/point | max \\|Δb\\| | mean \\|Δb\\| | r vs F16 "
         "| intro–control r |",

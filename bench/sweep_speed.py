@@ -1,6 +1,6 @@
 """Sweep speed: a full layer x strength grid with pyintro vs. the tools researchers use today.
 
-    python bench/sweep_speed.py [--threads 2] [--repeats 3] [--quick] [--readme README.md]
+    python bench/sweep_speed.py [--threads 2] [--repeats 3] [--quick] [--model FILE] [--readme README.md]
 
 Grid: every layer x 16 strengths x (introspection question + 1 control question) = 960 points
 on the default model, injecting the all-caps vector at the last prompt token.
@@ -18,6 +18,10 @@ on the default model, injecting the all-caps vector at the last prompt token.
   6. the limit: a plain batched decode of the same points over the same shared prefix, in the
      same batches, in a context without pyintro's eval callback.
 
+--model runs everything on another GGUF file (transformers dequantizes that file too); its
+results go to bench/results/sweep_speed_<QUANT>.json and the README section
+``bench:sweep_speed_<quant>``.
+
 2-5 are timed on a sample of points and scaled to ms/point. Also: correctness checks (pyintro
 all-token injection vs llama.cpp's control vector; HF's b vs pyintro's b), and resident memory
 during the pyintro sweep.
@@ -26,7 +30,6 @@ during the pyintro sweep.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -34,8 +37,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, machine_line, update_readme, write_json  # noqa: E402
-from hf_reference import HFModel, LlamaCvec, PeakRSS, b_values, interleaved, pearson, rss_mb  # noqa: E402
+from _common import OtherLoad, interleaved, machine, machine_line, update_readme, write_json  # noqa: E402
+from hf_reference import HFModel, LlamaCvec, PeakRSS, b_values, pearson, rss_mb  # noqa: E402
 
 import pyintro  # noqa: E402
 from pyintro import Injection  # noqa: E402
@@ -49,8 +52,6 @@ TARGETS = {"pyintro_over_limit_max": 1.15, "hf_batched_over_pyintro_min": 25, "h
            "rss_growth_mb_max": 150}
 
 
-def loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def main() -> None:
@@ -59,6 +60,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="tiny grid and samples, 1 repeat (for debugging)")
     ap.add_argument("--readme", type=Path, help="update this README's bench:sweep_speed section")
+    ap.add_argument("--model", type=Path, default=None, help="GGUF file (default: pyintro's default model)")
     ap.add_argument("--naive-points", type=int, default=12, help="points timed for pyintro one at a time")
     ap.add_argument("--cvec-points", type=int, default=12, help="points timed for llama-cpp-python")
     ap.add_argument("--hf-points", type=int, default=12, help="points timed for HF one per forward")
@@ -71,13 +73,15 @@ def main() -> None:
         args.repeats = 1
         args.naive_points = args.cvec_points = args.hf_points = 2
         args.hf_batch, args.hf_batches = 4, 1
-    load_start = loadavg()
+    other = OtherLoad()
     t_start = time.time()
     say = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
 
     # -- pyintro ---------------------------------------------------------------------------------
     rss0 = rss_mb()
-    hooked = pyintro.Model.load(n_threads=args.threads)
+    hooked = pyintro.Model.load(args.model, n_threads=args.threads)
+    default = args.model is None
+    suffix = "" if default else "_" + hooked.quant_type
     rss_loaded = rss_mb()
     vec = pyintro.contrast(hooked, "HI! HOW ARE YOU?", "Hi! How are you?")
     dirs = vec.directions  # [n_layer, n_embd]
@@ -103,7 +107,7 @@ def main() -> None:
     rss_after = rss_mb()
     b_pyintro = {(r["question_kind"], r["layer"], r["strength"]): r["b"] for r in rows}
     # -- the limit -------------------------------------------------------------------------------
-    plain = pyintro.Model.load(n_threads=args.threads, eval_callback=False)
+    plain = pyintro.Model.load(args.model, n_threads=args.threads, eval_callback=False)
     per_q = {kind: sum(1 for k, _, _ in grid if k == kind) for kind in qs}
     step = hooked.n_seq_max  # the sweep's chunk: as many points as one batch holds (1-token suffix)
 
@@ -224,13 +228,12 @@ def main() -> None:
         "hf_single_over_pyintro": r_hf_s >= TARGETS["hf_single_over_pyintro_min"],
         "rss_growth": growth <= TARGETS["rss_growth_mb_max"],
     }
-    load_end = loadavg()
+    other.stop()
     pf = lambda ok: "PASS" if ok else "MISS"  # noqa: E731
     m_info = machine()
     result = {
         "machine": m_info,
-        "load_average_start": load_start,
-        "load_average_end": load_end,
+        "other_processes_cores": round(other.cores, 3),
         "wall_s": round(time.time() - t_start, 1),
         "quick": args.quick,
         "model": hooked.path.name,
@@ -263,15 +266,13 @@ def main() -> None:
         "targets": TARGETS,
         "pass": verdict,
     }
-    path = write_json("sweep_speed_quick" if args.quick else "sweep_speed", result)
+    path = write_json(("sweep_speed_quick" if args.quick else "sweep_speed") + suffix, result)
 
-    quiet = max(load_start[0], load_end[0]) < 1.5
     lines = [
         f"Sweep of {n} points ({len(layers)} layers × {len(strengths)} strengths × introspection + 1 control "
         f"question, all-caps vector at the last token), {hooked.path.name}, {args.threads} threads, median of "
         f"{args.repeats} rounds after a warm-up round (all variants timed in rotation); {machine_line(m_info)}. "
-        f"Load average (1 min) {load_start[0]} at the start, {load_end[0]} at the end"
-        + ("." if quiet else " (the machine was shared: absolute times are noisy; ratios come from one run)."),
+        + other.sentence(m_info["cores"]),
         "",
         "| | ms/point | × pyintro | timed on |",
         "|---|---:|---:|---|",
@@ -305,20 +306,29 @@ def main() -> None:
         "- Correctness: pyintro injecting on every token vs llama.cpp's control vector (both with flash "
         "attention off, pyintro's default), max |Δlogit| "
         + ", ".join(f"{c['max_abs_logit_diff']:.1e} (layer {c['layer']}, s={c['strength']:g})" for c in checks)
-        + f" ({'within' if cvec_ok else 'NOT within'} 1e-3). HF float32 vs pyintro Q4_1 b over the sampled "
+        + f" ({'within' if cvec_ok else 'NOT within'} 1e-3). HF float32 vs pyintro {hooked.quant_type} b over the sampled "
         f"points: Pearson r = {r_single:.3f} (one per forward, {len(hf_pts)} points), {r_batch:.3f} "
-        f"(batched, {len(hf_batch_pts)} points), mean |Δb| {mad_batch:.2f} (different numerics: Q4_1 kernels "
+        f"(batched, {len(hf_batch_pts)} points), mean |Δb| {mad_batch:.2f} (different numerics: {hooked.quant_type} kernels "
         "vs dequantized float32).",
         "- llama-cpp-python's control vector adds to every token, pyintro's sweep to the last token only, so "
         "their b values are not comparable; its row shows the cost of one full decode per point.",
         "",
-        "Reproduce: `python bench/sweep_speed.py --readme README.md`",
+        "Reproduce: `python bench/sweep_speed.py "
+        + ("" if default else f"--model {_shown(hooked.path)} ") + f"--repeats {args.repeats} --readme README.md`",
     ]
     table = "\n".join(lines)
     print(table)
     print(f"\nwrote {path}")
     if args.readme:
-        update_readme(args.readme, "sweep_speed", table)
+        update_readme(args.readme, "sweep_speed" + suffix.lower(), table)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the current folder when it is inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 if __name__ == "__main__":
