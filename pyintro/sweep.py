@@ -316,8 +316,11 @@ class _Runner:
         # Strength 0 adds nothing: those points are the question's clean point, decoded once in
         # start(). It saves their decodes and gives one b for s = 0 at every layer.
         live = [i for i, (L, s) in enumerate(part) if s * self.factor[L] != 0]
-        sc = self._score(ids, [[Injection(self.dirs, part[i][0], part[i][1] * self.factor[part[i][0]],
-                                          self.positions)] for i in live]) if live else None
+        points = [[Injection(self.dirs, part[i][0], part[i][1] * self.factor[part[i][0]], self.positions)]
+                  for i in live]
+        if len(points) == 1:
+            points.append([])  # never a one-row decode (another kernel, see start())
+        sc = self._score(ids, points) if points else None
         where = {i: k for k, i in enumerate(live)}
         rows = []
         for i, (L, s) in enumerate(part):

@@ -74,6 +74,19 @@ def test_strength_zero_rows_equal_the_uninjected_belief(m, rows):
     assert any(abs(r["b"] - z["b"]) > 1e-2 for r in rows for z in zero if key(r)[:2] == key(z)[:2])
 
 
+def test_a_chunk_with_one_injected_point_is_not_a_one_row_decode(m, vec):
+    # chunk=2 over strengths (0, 2): each chunk holds one injected point and one s = 0 point,
+    # which needs no decode. The injected point must still go through a two-row decode, as
+    # belief() does (a one-row decode takes another kernel and moves b by up to 0.06).
+    got = sweep(m, vec, layers=[5, 20], strengths=[0.0, 2.0], questions={"introspection": INTROSPECTION},
+                chunk=2, progress=False)
+    ids = prompt_ids(m, Question("introspection", INTROSPECTION))
+    for r in got:
+        fresh_prefix(m, ids)
+        bel = m.belief(ids, inject=[Injection(vec, r["layer"], r["strength"])])
+        assert (r["b"], r["p_yes"], r["p_no"]) == (bel.b, bel.p_yes, bel.p_no)
+
+
 def test_gathered_mode_matches_full_vocab_b(m, vec, rows):
     part = sweep(m, vec, layers=LAYERS, strengths=STRENGTHS, questions=QUESTIONS, progress=False, full_vocab=False)
     for a, b in zip(rows, part):
