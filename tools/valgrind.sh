@@ -32,6 +32,7 @@ if [ ! -e "$cache/build/bin/libggml-cpu.so.0" ]; then
         tar -xzf "$cache"/sdist/llama_cpp_python-*.tar.gz -C "$cache/sdist"
         src="$(echo "$cache"/sdist/llama_cpp_python-*/vendor/llama.cpp)"
     fi
+    mkdir -p "$cache"
     echo "== building libggml-cpu (AVX2, no AVX-512) from $src into $cache/build"
     cmake -S "$src" -B "$cache/build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
         -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
