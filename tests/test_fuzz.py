@@ -260,7 +260,7 @@ def test_model_calls_never_crash_many(fuzz_model, fuzz_ids):
     assert np.array_equal(fuzz_model.logits(fuzz_ids), base)
 
 
-# Bugs the properties found outside the engine (pyintro/model.py, pyintro/injection.py), fixed.
+# Bugs the properties found outside the engine (src/pyintro/model.py, src/pyintro/injection.py), fixed.
 
 
 def test_points_with_no_rows_is_a_value_error(fuzz_model, fuzz_ids):

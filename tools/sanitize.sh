@@ -6,7 +6,7 @@
 #   tools/sanitize.sh -m slow -k fuzz # any pytest arguments
 #
 # The installed pyintro is never touched: the sanitized _engine*.so and a copy of the
-# pyintro/*.py sources go to a temporary folder that PYTHONPATH puts first, so other
+# src/pyintro/*.py sources go to a temporary folder that PYTHONPATH puts first, so other
 # users of this machine keep the normal build, and nothing needs reinstalling afterwards.
 #
 # Only _engine (csrc/) is instrumented; llama.cpp comes prebuilt from llama-cpp-python.
@@ -30,7 +30,7 @@ log="${PYINTRO_SANITIZE_LOG:-${TMPDIR:-/tmp}/pyintro-sanitize-$$.log}"
 [ -n "${PYINTRO_SANITIZE_KEEP:-}" ] || trap 'rm -rf "$work"' EXIT
 python="${PYTHON:-python}"
 # The pytest script, not `python -m pytest`: -m puts the working directory first on
-# sys.path, which would import ./pyintro (no extension there) instead of our copy.
+# sys.path; our copy must stay first.
 pytest="${PYTEST:-pytest}"
 
 echo "== building the sanitized extension in $work/build"
@@ -42,7 +42,7 @@ cmake -S "$repo" -B "$work/build" -G Ninja \
 cmake --build "$work/build" >>"$work/cmake.log" 2>&1 || { cat "$work/cmake.log"; exit 2; }
 
 mkdir -p "$work/site/pyintro"
-cp "$repo"/pyintro/*.py "$work/site/pyintro/"
+cp "$repo"/src/pyintro/*.py "$work/site/pyintro/"
 cp "$work"/build/_engine*.so "$work/site/pyintro/"
 
 asan="$(gcc -print-file-name=libasan.so)"
