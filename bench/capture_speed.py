@@ -29,25 +29,10 @@ from hf_reference import HFModel  # noqa: E402
 
 import pyintro  # noqa: E402
 from pyintro import BASELINE_WORDS, CONCEPT_WORDS  # noqa: E402
+from pyintro.model import plan_batches  # noqa: E402
 
 TEMPLATE = "Tell me about {}"  # mean_difference's default
 TARGET = 1.2
-
-
-
-
-def batches(prompts: list[list[int]], n_seq: int, n_batch: int) -> list[list[int]]:
-    """The prompt groups one batched decode each, planned as ``Model.capture_many`` plans them:
-    whole prompts, at most n_seq of them and n_batch tokens per decode."""
-    groups, i = [], 0
-    while i < len(prompts):
-        group, rows = [], 0
-        while i < len(prompts) and len(group) < n_seq and (not group or rows + len(prompts[i]) <= n_batch):
-            group.append(i)
-            rows += len(prompts[i])
-            i += 1
-        groups.append(group)
-    return groups
 
 
 def plain_decode(model, prompts: list[list[int]], groups: list[list[int]]) -> None:
@@ -91,7 +76,7 @@ def main() -> None:
     texts = [hooked.chat_text(TEMPLATE.format(w)) for w in concepts + baseline]
     prompts = [hooked.tokenize(t) for t in texts]
     n = len(prompts)
-    groups = batches(prompts, hooked.n_seq_max, hooked._engine.n_batch)
+    groups = plan_batches([len(p) for p in prompts], hooked.n_seq_max, hooked._engine.n_batch)
     n_tokens = sum(len(p) for p in prompts)
 
     vectors, acts, hs = {}, {}, {}

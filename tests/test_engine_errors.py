@@ -68,6 +68,15 @@ def test_layer_out_of_range(model, prompt, vec, layer):
         model.capture(prompt, layers=[layer])
 
 
+@pytest.mark.parametrize("layers, match", [([True], "must be ints"), ([2.5], "must be ints"), (["3"], "must be ints"),
+                                           ([3, -27], "listed twice"), ([], "no layers")])
+def test_bad_layer_lists(model, prompt, layers, match):
+    with pytest.raises(ValueError, match=match):
+        model.capture(prompt, layers=layers)
+    with pytest.raises(ValueError, match=match):
+        model.capture_many([prompt], layers=layers)
+
+
 @pytest.mark.parametrize("strength", [float("nan"), float("inf"), -float("inf")])
 def test_non_finite_strength(vec, strength):
     with pytest.raises(ValueError, match="finite"):

@@ -117,3 +117,23 @@ class Injection:
             raise ValueError(f"strength {float(self.strength):g} times the mask leaves float32's range; "
                              "use a smaller strength or mask")
         return scales.astype(np.float32)
+
+
+def layer_list(layers, n_layer: int) -> list[int]:
+    """Checked 0-based block indices (negative ones count from the end): None means all
+    ``n_layer`` blocks; an int means that one block."""
+    if layers is None:
+        return list(range(n_layer))
+    out: list[int] = []
+    for layer in ([layers] if isinstance(layers, (int, np.integer)) else layers):
+        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
+            raise ValueError(f"layers must be ints, got {layer!r}")
+        il = int(layer) + n_layer if layer < 0 else int(layer)
+        if not 0 <= il < n_layer:
+            raise ValueError(f"layer {layer} is out of range: this model has layers 0..{n_layer - 1}")
+        if il in out:
+            raise ValueError(f"layer {layer} is listed twice")
+        out.append(il)
+    if not out:
+        raise ValueError("no layers given")
+    return out

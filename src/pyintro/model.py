@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from pyintro._native import _engine
-from pyintro.injection import Injection
+from pyintro.injection import Injection, layer_list
 
 log = logging.getLogger("pyintro.llama")
 log.addHandler(logging.NullHandler())
@@ -411,13 +411,7 @@ class Model:
         with self._lock:
             self._ensure_prefix([])
             try:
-                i = 0
-                while i < len(prompts):
-                    group, rows = [], 0
-                    while i < len(prompts) and len(group) < n_seq and (not group or rows + len(prompts[i]) <= n_batch):
-                        group.append(i)
-                        rows += len(prompts[i])
-                        i += 1
+                for group in plan_batches([len(p) for p in prompts], n_seq, n_batch):
                     tokens = np.concatenate([np.asarray(prompts[g], np.int32) for g in group])
                     pos = np.concatenate([np.arange(len(prompts[g]), dtype=np.int32) for g in group])
                     seq = np.concatenate([np.full(len(prompts[g]), j, np.int32) for j, g in enumerate(group)])
@@ -509,21 +503,7 @@ class Model:
         return ids
 
     def _layers(self, layers: Sequence[int] | None) -> list[int]:
-        if layers is None:
-            return list(range(self.n_layer))
-        if isinstance(layers, (int, np.integer)):
-            layers = [layers]
-        out = []
-        for layer in layers:
-            il = int(layer) + self.n_layer if int(layer) < 0 else int(layer)
-            if not 0 <= il < self.n_layer:
-                raise ValueError(f"layer {layer} is out of range: this model has layers 0..{self.n_layer - 1}")
-            if il in out:
-                raise ValueError(f"layer {layer} is listed twice")
-            out.append(il)
-        if not out:
-            raise ValueError("no layers given")
-        return out
+        return layer_list(layers, self.n_layer)
 
     def _resolve(self, inject: Sequence[Injection], n_tokens: int) -> list[_Spec]:
         specs = []
@@ -586,6 +566,20 @@ class Model:
         from pyintro.readout import belief
 
         return belief(self, ids, inject, **kw)
+
+
+def plan_batches(lengths: Sequence[int], n_seq: int, n_batch: int) -> list[list[int]]:
+    """Group prompts (by their token counts) into batched decodes, in order: whole prompts,
+    at most ``n_seq`` of them and ``n_batch`` tokens per decode. How ``capture_many`` batches."""
+    groups, i = [], 0
+    while i < len(lengths):
+        group, rows = [], 0
+        while i < len(lengths) and len(group) < n_seq and (not group or rows + lengths[i] <= n_batch):
+            group.append(i)
+            rows += lengths[i]
+            i += 1
+        groups.append(group)
+    return groups
 
 
 def _last_only(n: int) -> np.ndarray:

@@ -38,7 +38,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from pyintro.injection import Injection
+from pyintro.injection import Injection, layer_list
 from pyintro.questions import INTROSPECTION, CONTROL_NO, Question, as_questions, prompt_ids
 from pyintro.readout import scores, yes_no_ids
 
@@ -378,21 +378,7 @@ def analyze(rows, introspection: str = "introspection", control: Optional[Sequen
 # -- checks and helpers -------------------------------------------------------------------------
 
 def _check_layers(model, layers) -> list[int]:
-    if layers is None:
-        return list(range(model.n_layer))
-    out = []
-    for layer in ([layers] if isinstance(layers, (int, np.integer)) else layers):
-        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
-            raise ValueError(f"layers must be ints, got {layer!r}")
-        L = int(layer) + model.n_layer if layer < 0 else int(layer)
-        if not 0 <= L < model.n_layer:
-            raise ValueError(f"layer {layer} is out of range: this model has layers 0..{model.n_layer - 1}")
-        if L in out:
-            raise ValueError(f"layer {layer} is listed twice")
-        out.append(L)
-    if not out:
-        raise ValueError("no layers given")
-    return out
+    return layer_list(layers, model.n_layer)
 
 
 def _check_strengths(strengths) -> list[float]:
