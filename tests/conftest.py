@@ -1,4 +1,5 @@
-"""Shared fixtures: one read-only session model (the default model, 2 threads)."""
+"""Shared fixtures: session models of the default model, 2 threads (``model``: n_ctx 2048;
+``m``: Model.load's defaults, as the sweep and readout tests and their subprocesses use)."""
 
 import numpy as np
 import pytest
@@ -11,6 +12,13 @@ def model():
     m = pyintro.Model.load(n_threads=2, n_ctx=2048)
     yield m
     m.close()
+
+
+@pytest.fixture(scope="session")
+def m():
+    model = pyintro.Model.load(n_threads=2)
+    yield model
+    model.close()
 
 
 @pytest.fixture(scope="session")

@@ -3,15 +3,7 @@
 import numpy as np
 import pytest
 
-import pyintro
 from pyintro.generation import PREAMBLE, TRIAL, grade, run_detection, trial_prompt
-
-
-@pytest.fixture(scope="module")
-def m():
-    model = pyintro.Model.load(n_threads=2)
-    yield model
-    model.close()
 
 
 class Named:

@@ -7,19 +7,11 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-import pyintro
 from pyintro.plots import b_vs_layer, b_vs_strength, generation_rates, heatmaps
 from pyintro.questions import CONTROL_NO, INTROSPECTION
 from pyintro.sweep import sweep
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="module")
-def m():
-    model = pyintro.Model.load(n_threads=2)
-    yield model
-    model.close()
 
 
 @pytest.fixture(scope="module")

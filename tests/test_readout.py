@@ -3,17 +3,9 @@
 import numpy as np
 import pytest
 
-import pyintro
 from pyintro import Injection
 from pyintro.questions import CONTROL_NO, INTROSPECTION, Question, prompt_ids
 from pyintro.readout import DEFAULT_NO, DEFAULT_YES, Belief, answer_ids, belief, scores, yes_no_ids
-
-
-@pytest.fixture(scope="module")
-def m():
-    model = pyintro.Model.load(n_threads=2)
-    yield model
-    model.close()
 
 
 @pytest.fixture(scope="module")

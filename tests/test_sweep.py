@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import pyintro
 from pyintro import Injection
 from pyintro.questions import CONTROL_NO, INTROSPECTION, Question, prompt_ids
 from pyintro.sweep import COLUMNS, analyze, fresh_prefix, random_like, strength_factors, sweep
@@ -22,13 +21,6 @@ from pyintro.sweep import COLUMNS, analyze, fresh_prefix, random_like, strength_
 LAYERS = [2, 12, 24]
 STRENGTHS = [0.0, 1.0, 4.0]
 QUESTIONS = {"introspection": INTROSPECTION, "control": CONTROL_NO[0]}
-
-
-@pytest.fixture(scope="module")
-def m():
-    model = pyintro.Model.load(n_threads=2)
-    yield model
-    model.close()
 
 
 @pytest.fixture(scope="module")
