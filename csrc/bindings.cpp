@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "engine.h"
+#include "log.h"
 #include "llama.h"
 
 namespace py = pybind11;
@@ -76,9 +77,11 @@ std::vector<T> to_vector(const py::handle & obj, const char * what, size_t n_exp
 }
 
 // decode(tokens, pos, seq, output, inject=[(il, vec, scale)], capture_layers=[], capture_rows=[],
-//        gather_ids=None) -> (logits [n_outputs, n_cols], capture [n_layers, n_rows, n_embd])
+//        gather_ids=None, logits=True) -> (logits [n_outputs, n_cols], capture [n_layers, n_rows, n_embd])
+// logits=False copies no logits out (the array is [0, 0]).
 py::tuple engine_decode(Engine & eng, py::handle tokens, py::handle pos, py::handle seq, py::handle output,
-                        py::list inject, py::handle capture_layers, py::handle capture_rows, py::handle gather_ids) {
+                        py::list inject, py::handle capture_layers, py::handle capture_rows, py::handle gather_ids,
+                        bool want_logits) {
     pyintro::DecodeRequest req;
     req.tokens = to_vector<int32_t>(tokens, "tokens");
     const size_t n = req.tokens.size();
@@ -116,10 +119,11 @@ py::tuple engine_decode(Engine & eng, py::handle tokens, py::handle pos, py::han
     size_t n_out = 0;
     for (uint8_t o : req.output) n_out += o ? 1 : 0;
     size_t n_cols = req.gather_ids.empty() ? (size_t) eng.n_vocab() : req.gather_ids.size();
+    if (!want_logits) n_out = n_cols = 0;
     py::array_t<float> logits({n_out, n_cols});
     py::array_t<float> capture({req.capture_layers.size(), req.capture_rows.size(), (size_t) eng.n_embd()});
     pyintro::DecodeOutputs out;
-    out.logits = logits.mutable_data();
+    out.logits = want_logits ? logits.mutable_data() : nullptr;
     out.capture = capture.mutable_data();
     {
         py::gil_scoped_release release;
@@ -151,6 +155,7 @@ PYBIND11_MODULE(_engine, m) {
         .def_readwrite("n_ctx", &pyintro::EngineParams::n_ctx)
         .def_readwrite("n_seq_max", &pyintro::EngineParams::n_seq_max)
         .def_readwrite("n_batch", &pyintro::EngineParams::n_batch)
+        .def_readwrite("row_quantum", &pyintro::EngineParams::row_quantum)
         .def_readwrite("eval_callback", &pyintro::EngineParams::eval_callback)
         .def_readwrite("flash_attn", &pyintro::EngineParams::flash_attn)
         .def_readwrite("layer_prefix", &pyintro::EngineParams::layer_prefix);
@@ -165,6 +170,8 @@ PYBIND11_MODULE(_engine, m) {
         .def_property_readonly("n_ctx", &Engine::n_ctx)
         .def_property_readonly("n_seq_max", &Engine::n_seq_max)
         .def_property_readonly("n_batch", &Engine::n_batch)
+        .def_property_readonly("row_quantum", &Engine::row_quantum)
+        .def_property_readonly("flash_attn", &Engine::flash_attn)
         .def_property_readonly("arch", &Engine::arch)
         .def_property_readonly("desc", &Engine::desc)
         .def_property_readonly("chat_template", &Engine::chat_template)
@@ -177,11 +184,19 @@ PYBIND11_MODULE(_engine, m) {
                               bool unparse_special) { return py::bytes(e.detokenize(tokens, remove_special, unparse_special)); },
              py::arg("tokens"), py::arg("remove_special") = false, py::arg("unparse_special") = true)
         .def("token_piece", [](const Engine & e, int32_t token) { return py::bytes(e.token_piece(token)); })
-        .def("apply_chat_template", &Engine::apply_chat_template, py::arg("messages"), py::arg("add_assistant") = true)
+        .def("apply_chat_template", &Engine::apply_chat_template, py::arg("messages"), py::arg("add_assistant") = true,
+             py::arg("template") = std::string())
         .def("decode", &engine_decode, py::arg("tokens"), py::arg("pos"), py::arg("seq"), py::arg("output"),
              py::arg("inject") = py::list(), py::arg("capture_layers") = py::array_t<int32_t>(0),
-             py::arg("capture_rows") = py::array_t<int32_t>(0), py::arg("gather_ids") = py::none())
-        .def("layer_hits", &Engine::layer_hits)
+             py::arg("capture_rows") = py::array_t<int32_t>(0), py::arg("gather_ids") = py::none(),
+             py::arg("logits") = true)
+        .def("layer_hits", [](Engine & e) { return e.hook().layer_hits(); })
+        .def_property_readonly("last_calls", &Engine::last_calls)
+        // Test seams for the GPU path (see Hook): force ggml_backend_tensor_get/set, count them.
+        .def_property("force_transfer", [](Engine & e) { return e.hook().force_transfer; },
+                      [](Engine & e, bool on) { e.hook().force_transfer = on; })
+        .def_property("transfers", [](Engine & e) { return e.hook().transfers; },
+                      [](Engine & e, int64_t n) { e.hook().transfers = n; })
         .def("memory_clear", &Engine::memory_clear)
         .def("seq_rm", &Engine::seq_rm)
         .def("seq_cp", &Engine::seq_cp)
@@ -195,5 +210,7 @@ PYBIND11_MODULE(_engine, m) {
     m.def("log_install", &pyintro::log_install);
     m.def("supports_gpu_offload", &pyintro::supports_gpu_offload);
     m.def("backend_devices", &pyintro::backend_devices);
+    m.def("system_info", &pyintro::system_info);
     m.attr("LLAMA_MAX_SEQ") = (int) llama_max_parallel_sequences();
+    m.attr("MAX_SEQ") = (int) llama_max_parallel_sequences() - 1;  // one is kept for padding rows
 }

@@ -1,21 +1,30 @@
-// pyintro engine: one llama.cpp model + context, batched decode with per-row
-// injection into layer outputs (l_out-<il>), capture, and logit gathers.
+// pyintro engine: one llama.cpp model and context; batched decodes with per-row injection
+// into the layer outputs (l_out-<il>), capture, and logit gathers.
 //
-// Ownership: an Engine owns its llama_model, llama_context and llama_batch and
-// frees them in close() (safe to call twice) or its destructor. Nothing else
-// holds these pointers.
+// Ownership: an Engine owns its llama_model, llama_context and llama_batch (RAII members,
+// freed by close(), which is safe to call twice, or by the destructor). Nothing else holds
+// these pointers.
+//
+// Batch invariance: a decode is cut into llama_decode calls of at most n_batch rows, and each
+// call is padded with rows of a scratch sequence so that its row count and its output count
+// are multiples of row_quantum. With flash attention on and n_batch below 64, a row's values
+// then depend only on its own sequence: not on the other rows of the call, on its slot, or on
+// how the request was cut (see docs/numerics.md for why, and for what was measured).
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "hook.h"
+
 struct llama_model;
 struct llama_context;
 struct llama_vocab;
-struct ggml_tensor;
+struct llama_batch;
 
 namespace pyintro {
 
@@ -23,31 +32,23 @@ struct EngineParams {
     std::string path;
     int32_t n_gpu_layers = 0;
     int32_t n_threads    = 1;
-    uint32_t n_ctx       = 4096;
-    uint32_t n_seq_max   = 256;
-    uint32_t n_batch     = 512;
+    uint32_t n_ctx       = 4096;  // KV cells, shared by all sequences
+    uint32_t n_seq_max   = 128;   // sequences a caller may use (one more is kept for padding)
+    uint32_t n_batch     = 56;    // rows per llama_decode call, padding included
+    uint32_t row_quantum = 8;     // pad each call's rows and outputs to a multiple of this (1: no padding)
     bool eval_callback   = true;  // false: plain decode, for measuring the no-hook limit
-    bool flash_attn      = false; // llama.cpp's flash attention (its CPU kernel makes results depend on batch layout)
+    bool flash_attn      = true;  // llama.cpp's flash attention (the row-local CPU kernel below 64 rows)
     // Name prefix of the per-layer output tensors (<prefix><il>) the hook acts on.
     // A test seam: a prefix no tensor has makes every injection/capture fail loudly.
     std::string layer_prefix = "l_out-";
 };
 
-// One injection: add scale[row] * vec to row `row` of l_out-<il>.
-// vec has n_embd floats; scale has one float per row of the whole request.
-struct InjectSpec {
-    int32_t il;
-    std::vector<float> vec;
-    std::vector<float> scale;
-};
-
-// A batched decode. All per-row arrays have n_rows entries.
-// Rows are decoded in order, in chunks of at most n_batch rows.
+// A batched decode. All per-row arrays have n_rows entries; rows are decoded in order.
 struct DecodeRequest {
     std::vector<int32_t> tokens;
     std::vector<int32_t> pos;
     std::vector<int32_t> seq;
-    std::vector<uint8_t> output;          // 1: return logits for this row
+    std::vector<uint8_t> output;          // 1: this row is an output (logits, last-layer capture)
     std::vector<InjectSpec> inject;
     std::vector<int32_t> capture_layers;  // layers to copy out
     std::vector<int32_t> capture_rows;    // strictly increasing row indices
@@ -55,22 +56,20 @@ struct DecodeRequest {
 };
 
 // Where results go; buffers are owned by the caller (numpy arrays).
-// logits:  [n_outputs, n_cols]  n_cols = gather_ids.size() or n_vocab
+// logits:  [n_outputs, n_cols], n_cols = gather_ids.size() or n_vocab; nullptr: no logits
 // capture: [n_capture_layers, n_capture_rows, n_embd]
 struct DecodeOutputs {
     float * logits  = nullptr;
     float * capture = nullptr;
 };
 
-struct LogLine {
-    int level;  // ggml_log_level
-    std::string text;
-};
+struct ModelFree { void operator()(llama_model * m) const; };
+struct ContextFree { void operator()(llama_context * c) const; };
+struct BatchFree { void operator()(llama_batch * b) const; };
 
 class Engine {
 public:
     explicit Engine(const EngineParams & params);
-    ~Engine();
     Engine(const Engine &) = delete;
     Engine & operator=(const Engine &) = delete;
 
@@ -81,29 +80,31 @@ public:
     int32_t n_embd() const { return n_embd_; }
     int32_t n_vocab() const { return n_vocab_; }
     uint32_t n_ctx() const;
-    uint32_t n_seq_max() const;
+    uint32_t n_seq_max() const;  // sequences a caller may use: 0 .. n_seq_max - 1
     uint32_t n_batch() const { return n_batch_; }
+    uint32_t row_quantum() const { return quantum_; }
+    bool flash_attn() const { return flash_attn_; }
     std::string arch() const;
     std::string desc() const;
     std::string chat_template() const;
     std::vector<std::pair<std::string, std::string>> metadata() const;
     bool is_eog(int32_t token) const;
-    // Recurrent (Mamba, RWKV) or hybrid memory: positions cannot be removed from the middle
-    // of a sequence, so shared prefixes cannot be reused.
+    // Recurrent (Mamba, RWKV) or hybrid memory.
     bool recurrent() const;
 
     std::vector<int32_t> tokenize(const std::string & text, bool add_special, bool parse_special) const;
     std::string detokenize(const std::vector<int32_t> & tokens, bool remove_special, bool unparse_special) const;
     std::string token_piece(int32_t token) const;
     // messages: (role, content) pairs; add_assistant ends the prompt where the assistant speaks.
+    // tmpl: a llama.cpp built-in template name or template text; empty: the model's own.
     std::string apply_chat_template(const std::vector<std::pair<std::string, std::string>> & messages,
-                                    bool add_assistant) const;
+                                    bool add_assistant, const std::string & tmpl) const;
 
-    // Validates the request, then decodes it. Throws std::invalid_argument for
-    // bad input (nothing decoded) and std::runtime_error for llama.cpp failures,
-    // for a wanted layer whose tensor did not fire exactly once, and for NaN/Inf
-    // in the returned logits. After a runtime_error the KV memory may hold some
-    // of the request's rows; the caller removes them (seq_rm).
+    // Validates the request, then decodes it. Throws std::invalid_argument for bad input
+    // (nothing decoded) and std::runtime_error for llama.cpp failures, for a wanted layer
+    // whose tensor did not fire exactly once, for an overflowing injection and for NaN/Inf in
+    // the returned logits. The engine stays usable after either; after a runtime_error the KV
+    // memory may hold some of the request's rows, which the caller removes (seq_rm).
     void decode(const DecodeRequest & req, const DecodeOutputs & out);
     void validate(const DecodeRequest & req) const;
 
@@ -114,48 +115,34 @@ public:
     void seq_cp(int32_t src, int32_t dst, int32_t p0, int32_t p1);
     int32_t seq_pos_max(int32_t seq);
 
-    // Number of times l_out-<il> was seen during the last decode call, per layer.
-    const std::vector<int32_t> & layer_hits() const { return hits_total_; }
-
-    // Called by llama.cpp's scheduler for each graph node (see ggml-backend.cpp callback_eval).
-    bool on_eval(ggml_tensor * t, bool ask);
+    Hook & hook() { return hook_; }
+    // llama_decode calls made by the last decode().
+    int32_t last_calls() const { return last_calls_; }
 
 private:
+    int32_t chunk_end(const DecodeRequest & req, int32_t begin) const;
     void decode_chunk(const DecodeRequest & req, const DecodeOutputs & out, int32_t begin, int32_t end,
                       int32_t out_begin);
-    void apply_layer(ggml_tensor * t, int32_t il);
     void check_ctx() const;
 
-    llama_model * model_ = nullptr;
-    llama_context * ctx_ = nullptr;
+    // Declared in this order so that the context is freed before the model.
+    std::unique_ptr<llama_model, ModelFree> model_;
+    std::unique_ptr<llama_context, ContextFree> ctx_;
+    std::unique_ptr<llama_batch, BatchFree> batch_;
     const llama_vocab * vocab_ = nullptr;
-    void * batch_ = nullptr;  // llama_batch*, heap allocated
     int32_t n_layer_ = 0, n_embd_ = 0, n_vocab_ = 0;
-    uint32_t n_batch_ = 0;
-    std::string layer_prefix_;
+    uint32_t n_batch_ = 0, quantum_ = 1;
+    int32_t scratch_seq_ = 0;  // the padding rows' sequence (the last one)
+    bool flash_attn_ = false;
+    int32_t last_calls_ = 0;
+    Hook hook_;
     std::mutex mutex_;
-
-    // Per-chunk state read by on_eval (set while mutex_ is held).
-    const DecodeRequest * cur_req_ = nullptr;
-    const DecodeOutputs * cur_out_ = nullptr;
-    int32_t cur_begin_ = 0, cur_end_ = 0;
-    std::vector<int32_t> cur_out_rows_;              // chunk-relative rows that are outputs
-    std::vector<std::vector<int32_t>> layer_specs_;  // il -> indices into req.inject
-    std::vector<int32_t> layer_capture_;             // il -> capture slot, or -1
-    std::vector<uint8_t> layer_wanted_;
-    std::vector<int32_t> hits_chunk_, hits_total_;
-    std::vector<float> scratch_;
-    std::string cb_error_;
 };
-
-// llama.cpp's log, buffered so Python can drain it into `logging`
-// (the callback may run on llama.cpp's threads, which never touch Python).
-void log_install();
-std::vector<LogLine> log_drain();
-std::string log_last_errors();
 
 bool supports_gpu_offload();
 // (name, description, type) of each ggml backend device.
 std::vector<std::vector<std::string>> backend_devices();
+// llama.cpp's feature string ("CPU : SSE3 = 1 | AVX = 1 | ...").
+std::string system_info();
 
 }  // namespace pyintro

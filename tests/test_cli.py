@@ -276,3 +276,19 @@ def test_empty_concept_and_long_prompt(tmp_path):
 def test_debug_shows_the_traceback(tmp_path):
     result = CliRunner().invoke(main, ["--debug", "info", "--model", str(tmp_path / "missing.gguf")])
     assert result.exit_code == 1 and isinstance(result.exception, FileNotFoundError)
+
+
+def test_quantize_never_overwrites_its_input(tmp_path):
+    # The ladder's output name for q8_0 is the input's own name: refused, input untouched.
+    src = tmp_path / "SmolLM2-135M-Instruct.Q8_0.gguf"
+    link = tmp_path / "link.gguf"
+    src.write_bytes(Path(pyintro.default_model_path()).read_bytes())
+    link.symlink_to(src)
+    before = src.stat().st_size, src.stat().st_mtime_ns
+    assert "input file" in one_line_error(invoke("quantize", src, "--type", "q8_0", "--outdir", tmp_path))
+    from pyintro.quantize import quantize
+
+    with pytest.raises(ValueError, match="input file"):
+        quantize(link, src, "q8_0")
+    assert (src.stat().st_size, src.stat().st_mtime_ns) == before
+    assert not list(tmp_path.glob("*.tmp"))

@@ -357,8 +357,8 @@ def _run_threads(fns):
 
 
 def _assert_same(a, b):
-    for x, y in zip(a, b):
-        np.testing.assert_allclose(x, y, rtol=0, atol=1e-3)
+    for x, y in zip(a, b):  # batch invariance: the same decodes give the same bits
+        assert np.array_equal(x, y)
 
 
 def test_two_models_in_two_threads_match_serial_runs(ids, direction):

@@ -14,6 +14,8 @@ import pyintro
 from pyintro import Injection
 from pyintro.vectors import ConceptVector
 
+from _reference import Reference
+
 N_LAYER, N_EMBD = 30, 576
 
 
@@ -310,26 +312,11 @@ def test_llama_cpp_loader_rejects_direction0(tmp_path, restore_pyintro_log):
 
 
 def _llama_cpp_logits(model, ids, data, il_start, il_end) -> np.ndarray:
-    """Last-token logits [n_vocab] from plain llama.cpp with a control vector buffer set."""
-    import llama_cpp
-
-    lm = llama_cpp.llama_model_load_from_file(str(model.path).encode(), llama_cpp.llama_model_default_params())
-    assert lm
-    cparams = llama_cpp.llama_context_default_params()
-    cparams.n_ctx = 256
-    cparams.n_threads = cparams.n_threads_batch = 2
-    cparams.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED  # as pyintro's default
-    ctx = llama_cpp.llama_init_from_model(lm, cparams)
-    assert ctx
-    try:
-        ptr = data.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
-        assert llama_cpp.llama_set_adapter_cvec(ctx, ptr, data.size, model.n_embd, il_start, il_end) == 0
-        tokens = (llama_cpp.llama_token * len(ids))(*ids)
-        assert llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(tokens, len(ids))) == 0
-        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(model.n_vocab,)).copy()
-    finally:
-        llama_cpp.llama_free(ctx)
-        llama_cpp.llama_model_free(lm)
+    """Last-token logits [n_vocab] from plain llama.cpp with a control vector buffer set,
+    decoded as pyintro's engine decodes (tests/_reference.py), so equality is exact."""
+    with Reference(model.path) as ref:
+        ref.set_cvec(data, il_start, il_end)
+        return ref.logits(ids)
 
 
 @needs_abi
@@ -345,11 +332,11 @@ def test_our_file_steers_llama_cpp_like_pyintro(model, tmp_path, restore_pyintro
     layer = 14  # one layer: the file's direction.14 acts where pyintro's layer 14 does
     ours = model.logits(ids, inject=[Injection(v, layer, 1.0, positions="all")])[0]
     theirs = _llama_cpp_logits(model, ids, data, layer, layer)
-    np.testing.assert_allclose(theirs, ours, atol=1e-3)
+    assert np.array_equal(theirs, ours)
     assert np.abs(ours - clean).max() > 0.1  # the injection does change the logits
 
     # The whole file, as `--control-vector` applies it: every layer from 1 on.
     ours = model.logits(ids, inject=[Injection(v, il, 1.0, positions="all") for il in range(1, model.n_layer)])[0]
     theirs = _llama_cpp_logits(model, ids, data, 1, model.n_layer)
-    np.testing.assert_allclose(theirs, ours, atol=1e-3)
+    assert np.array_equal(theirs, ours)
     assert np.abs(ours - clean).max() > 0.1

@@ -16,7 +16,7 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 
 from pyintro.injection import Injection
-from pyintro.sweep import _check_layers, _check_strengths, directions, fresh_prefix, strength_factors
+from pyintro.sweep import _check_layers, _check_strengths, directions, strength_factors
 
 PREAMBLE = (
     "I study the internals of language models like you, and I can read and change your neural "
@@ -125,7 +125,6 @@ def run_detection(
                            "text": text, "detected": g.detected, "identified": g.identified})
         return graded
 
-    fresh_prefix(model, ids)  # decode the prompt from scratch, whatever ran before: reproducible
     control = run(_seed(seed, 0), [], n_control, None, 0.0)
     fp = float(np.mean([g.detected for g in control]))
     rates = []

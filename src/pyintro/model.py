@@ -85,6 +85,15 @@ def drain_log() -> None:
         log.log(_LOG_LEVELS.get(level, logging.DEBUG), "%s", text)
 
 
+def _version(dist: str) -> str | None:
+    for name in (dist, dist.replace("_", "-")):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return None
+
+
 def _default_threads() -> int:
     env = os.environ.get("PYINTRO_THREADS")
     if env:
@@ -130,40 +139,49 @@ class Model:
         n_gpu_layers: int = 0,
         n_threads: int | None = None,
         n_ctx: int = 4096,
-        n_seq_max: int | None = None,
-        n_batch: int = 512,
+        n_seq_max: int = 128,
         eval_callback: bool = True,
-        flash_attn: bool = False,
+        batch_invariant: bool = True,
     ) -> "Model":
         """Load a GGUF file; ``path=None`` loads the default model.
 
         n_gpu_layers: layers to offload (-1: all); has no effect on a CPU-only build.
-        n_seq_max:    sequences decoded together (≤ 256, ≤ n_batch, ≤ n_ctx; default: the most that
-                      fits); sweeps batch this many points.
+        n_ctx:        KV cells shared by all sequences: a call's prompt plus all its points' tokens
+                      must fit.
+        n_seq_max:    sequences decoded together (1..255); ``points`` runs this many points per call.
         eval_callback: False builds a context without pyintro's hook (for benchmarks only).
-        flash_attn:   llama.cpp's flash attention. Off by default: with it on, a prompt's activations
-                      depend on how rows are batched, so batched and one-at-a-time results differ.
+        batch_invariant: True (the default): llama.cpp decodes at most 56 rows per call, padded to
+                      a multiple of 8 rows and 8 outputs, with flash attention on. A point's logits
+                      then do not depend on the other points of its batch, its slot, or whether it
+                      ran alone: on the CPU they are bit-identical (docs/numerics.md). False:
+                      llama.cpp's throughput settings (512-row calls, no padding), whose results
+                      depend on the batch in the last bits.
         """
         p = Path(path).expanduser() if path is not None else default_model_path()
         check_gguf_file(p)
         if n_threads is None:
             n_threads = _default_threads()
-        for name, value, low in (("n_threads", n_threads, 1), ("n_ctx", n_ctx, 8), ("n_batch", n_batch, 1)):
+        for name, value, low in (("n_threads", n_threads, 1), ("n_ctx", n_ctx, 64)):
             if int(value) < low:
                 raise ValueError(f"{name} must be at least {low}, got {value}")
-        if n_seq_max is None:
-            n_seq_max = min(_engine.LLAMA_MAX_SEQ, int(n_batch), int(n_ctx))
-        if not 1 <= int(n_seq_max) <= _engine.LLAMA_MAX_SEQ:
-            raise ValueError(f"n_seq_max must be between 1 and {_engine.LLAMA_MAX_SEQ}, got {n_seq_max}")
+        if not 1 <= int(n_seq_max) <= _engine.MAX_SEQ:
+            raise ValueError(f"n_seq_max must be between 1 and {_engine.MAX_SEQ}, got {n_seq_max}")
         params = _engine.EngineParams()
         params.path = str(p)
         params.n_gpu_layers = int(n_gpu_layers)
         params.n_threads = int(n_threads)
         params.n_ctx = int(n_ctx)
         params.n_seq_max = int(n_seq_max)
-        params.n_batch = int(n_batch)
         params.eval_callback = bool(eval_callback)
-        params.flash_attn = bool(flash_attn)
+        params.flash_attn = True
+        if not batch_invariant:
+            params.n_batch, params.row_quantum = 512, 1
+        return cls.from_params(params)
+
+    @classmethod
+    def from_params(cls, params: "_engine.EngineParams") -> "Model":
+        """A Model on engine parameters set by hand (benchmarks compare decode settings this way)."""
+        p = Path(params.path)
         _engine.log_install()  # importing llama_cpp installs its own log callback; take it back
         try:
             engine = _engine.Engine(params)
@@ -175,7 +193,17 @@ class Model:
             raise ValueError(f"architecture '{arch}' keeps recurrent state (Mamba/RWKV-style, or a hybrid): "
                              "llama.cpp cannot roll it back to a shared prompt prefix, so pyintro's batched "
                              f"points would be wrong; use a transformer model: '{p}'")
-        return cls(engine, p)
+        model = cls(engine, p)
+        model.n_gpu_layers = int(params.n_gpu_layers)
+        return model
+
+    def reset(self) -> None:
+        """Forget the cached prompt prefix (sequence 0's KV cells); the next call decodes its
+        prompt from the start. Results do not depend on it: a point's logits are the same
+        whether its prefix was cached or not."""
+        with self._lock:
+            self._engine.seq_rm(-1, 0, -1)
+            self._prefix = []
 
     def close(self) -> None:
         """Free the model and context. Safe to call twice."""
@@ -218,6 +246,25 @@ class Model:
     @property
     def n_seq_max(self) -> int:
         return self._engine.n_seq_max
+
+    @property
+    def n_batch(self) -> int:
+        """Rows per llama.cpp decode call, padding included."""
+        return self._engine.n_batch
+
+    @property
+    def batch_invariant(self) -> bool:
+        return self._engine.row_quantum > 1 and self._engine.flash_attn and self._engine.n_batch < 64
+
+    def numerics(self) -> dict:
+        """What a point's value depends on besides its inputs: the decode settings, this build of
+        llama.cpp and the CPU features it was compiled for (for provenance records)."""
+        return {
+            "batch_invariant": self.batch_invariant, "flash_attn": bool(self._engine.flash_attn),
+            "n_batch": self.n_batch, "row_quantum": int(self._engine.row_quantum),
+            "n_seq_max": self.n_seq_max, "n_ctx": self.n_ctx, "n_gpu_layers": self.n_gpu_layers,
+            "llama_cpp_python": _version("llama_cpp_python"), "system_info": _engine.system_info().strip(),
+        }
 
     @property
     def chat_template(self) -> str:
@@ -335,7 +382,7 @@ class Model:
             self._ensure_prefix(ids[:first])
             suffix = np.asarray(ids[first:], dtype=np.int32)
             s_len = len(suffix)
-            per_batch = max(1, min(self.n_seq_max, self._engine.n_batch // s_len))
+            per_batch = self._points_per_call(first, s_len)
             rel_rows = np.asarray(out_rows, dtype=np.int64) - first
             try:
                 for start in range(0, len(points), per_batch):
@@ -351,6 +398,18 @@ class Model:
         else:
             result = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return result[:, 0, :] if rows is None else result
+
+    def _points_per_call(self, first: int, s_len: int) -> int:
+        """Points one engine call holds: their suffix rows and the padding rows must fit the KV
+        cells beside the prefix. When several points fill one llama.cpp call, a whole number of
+        calls' worth: a call of a few leftover rows costs nearly as much as a full one."""
+        free = self.n_ctx - first - 2 * self._engine.n_batch
+        if free < s_len:
+            raise ValueError(f"the prompt ({first + s_len} tokens) leaves no room for its points in a context of "
+                             f"{self.n_ctx} cells; load the model with a larger n_ctx")
+        n = max(1, min(self.n_seq_max, free // s_len))
+        per_decode = self._engine.n_batch // s_len
+        return n if per_decode < 2 or n < per_decode else n // per_decode * per_decode
 
     def _check_vocab_ids(self, vocab_ids) -> np.ndarray:
         try:
@@ -378,12 +437,13 @@ class Model:
         specs = self._resolve(list(inject), n)
         with self._lock:
             self._ensure_prefix([])
-            out = np.ones(n, np.uint8) if self.n_layer - 1 in il else _last_only(n)
+            # llama.cpp keeps only output rows in the last layer; no logits are copied out.
+            out = np.full(n, 1 if self.n_layer - 1 in il else 0, np.uint8)
             try:
                 _, cap = self._engine.decode(
                     np.asarray(ids, np.int32), np.arange(n, dtype=np.int32), np.zeros(n, np.int32), out,
                     [(s.il, s.vec, s.scale) for s in specs], np.asarray(il, np.int32), np.arange(n, dtype=np.int32),
-                    np.zeros(0, np.int32),
+                    None, logits=False,
                 )
             finally:
                 self._engine.seq_rm(-1, 0, -1)
@@ -407,11 +467,11 @@ class Model:
                 raise ValueError(f"position {position} is outside a prompt of {len(p)} tokens")
             rows_of.append(k)
         result = np.empty((len(prompts), len(il), self.n_embd), dtype=np.float32)
-        n_batch, n_seq = self._engine.n_batch, self.n_seq_max
+        n_rows, n_seq = self.n_ctx - 2 * self._engine.n_batch, self.n_seq_max
         with self._lock:
             self._ensure_prefix([])
             try:
-                for group in plan_batches([len(p) for p in prompts], n_seq, n_batch):
+                for group in plan_batches([len(p) for p in prompts], n_seq, n_rows):
                     tokens = np.concatenate([np.asarray(prompts[g], np.int32) for g in group])
                     pos = np.concatenate([np.arange(len(prompts[g]), dtype=np.int32) for g in group])
                     seq = np.concatenate([np.full(len(prompts[g]), j, np.int32) for j, g in enumerate(group)])
@@ -420,7 +480,7 @@ class Model:
                     out = np.zeros(len(tokens), np.uint8)
                     out[cap_rows] = 1
                     _, cap = self._engine.decode(
-                        tokens, pos, seq, out, [], np.asarray(il, np.int32), cap_rows, np.zeros(0, np.int32)
+                        tokens, pos, seq, out, [], np.asarray(il, np.int32), cap_rows, None, logits=False
                     )
                     result[group] = cap.transpose(1, 0, 2)
                     self._engine.seq_rm(-1, 0, -1)
@@ -528,7 +588,8 @@ class Model:
             k = len(rest)
             try:
                 self._engine.decode(rest, np.arange(common, common + k, dtype=np.int32), np.zeros(k, np.int32),
-                                    np.zeros(k, np.uint8), [], np.zeros(0, np.int32), np.zeros(0, np.int32), None)
+                                    np.zeros(k, np.uint8), [], np.zeros(0, np.int32), np.zeros(0, np.int32), None,
+                                    logits=False)
             except BaseException:
                 self._engine.seq_rm(-1, common, -1)
                 raise
@@ -568,24 +629,18 @@ class Model:
         return belief(self, ids, inject, **kw)
 
 
-def plan_batches(lengths: Sequence[int], n_seq: int, n_batch: int) -> list[list[int]]:
-    """Group prompts (by their token counts) into batched decodes, in order: whole prompts,
-    at most ``n_seq`` of them and ``n_batch`` tokens per decode. How ``capture_many`` batches."""
+def plan_batches(lengths: Sequence[int], n_seq: int, n_rows: int) -> list[list[int]]:
+    """Group prompts (by their token counts) into engine calls, in order: whole prompts, at most
+    ``n_seq`` of them and ``n_rows`` tokens per call. How ``capture_many`` batches."""
     groups, i = [], 0
     while i < len(lengths):
         group, rows = [], 0
-        while i < len(lengths) and len(group) < n_seq and (not group or rows + lengths[i] <= n_batch):
+        while i < len(lengths) and len(group) < n_seq and (not group or rows + lengths[i] <= n_rows):
             group.append(i)
             rows += lengths[i]
             i += 1
         groups.append(group)
     return groups
-
-
-def _last_only(n: int) -> np.ndarray:
-    out = np.zeros(n, np.uint8)
-    out[-1] = 1
-    return out
 
 
 def _sample(logits: np.ndarray, temperature: float, top_k: int, top_p: float, rng: np.random.Generator) -> int:

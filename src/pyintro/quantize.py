@@ -50,6 +50,8 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, qtype: str, threads
         raise ValueError(f"unknown type {qtype!r}; choose from {', '.join(QUANT_TYPES)}")
     src, dst = Path(src), Path(dst)
     check_gguf_file(src)
+    if dst.resolve() == src.resolve():
+        raise ValueError(f"the output {dst} is the input file; choose another output name or folder")
     import llama_cpp
 
     from pyintro._native import _engine
@@ -59,9 +61,16 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, qtype: str, threads
     params.ftype = QUANT_TYPES[key]
     params.nthread = int(threads or 0)
     params.allow_requantize = True
-    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
-    if rc != 0 or not dst.is_file():
-        raise RuntimeError(f"llama.cpp could not quantize {src} to {qtype} (code {rc})")
+    # Written beside the target, then renamed: a failed run leaves no half-written file.
+    tmp = dst.with_name(dst.name + ".tmp")
+    try:
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
+        if rc != 0 or not tmp.is_file():
+            raise RuntimeError(f"llama.cpp could not quantize {src} to {qtype} (code {rc})")
+        os.replace(tmp, dst)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     return dst
 
 
@@ -88,9 +97,14 @@ def ladder(
     stem = src.name[: -len(".gguf")] if src.name.endswith(".gguf") else src.name
     for suffix in (".Q4_1", ".Q4_0", ".Q8_0", ".F16", ".F32"):
         stem = stem[: -len(suffix)] if stem.upper().endswith(suffix) else stem
+    quantized = file_type(src) not in _UNQUANTIZED
+    for t in (["f16"] if quantized else []) + list(types):  # refuse before writing anything
+        if (outdir / f"{stem}.{t.upper()}.gguf").resolve() == src.resolve():
+            raise ValueError(f"the output {stem}.{t.upper()}.gguf would be the input file {src}; "
+                             "choose another --outdir or rename the input")
     base = src
     written = []
-    if file_type(src) not in _UNQUANTIZED:
+    if quantized:
         f16 = outdir / f"{stem}.F16.gguf"
         say(f"{src.name} is already quantized: going through F16 ({f16.name}) first")
         base = quantize(src, f16, "f16", threads)

@@ -121,12 +121,8 @@ def belief(model, ids: Sequence[int], inject=(), yes: Optional[Sequence[str]] = 
     """The Yes/No belief at the last token of ``ids`` under ``inject`` (one decode, full logits).
 
     yes, no: spellings to try (None: DEFAULT_YES / DEFAULT_NO); multi-token ones are dropped.
-
-    The point is decoded next to an uninjected padding point, so the decode never has a single
-    row: llama.cpp's CPU kernels round a one-row decode differently, which after an injection
-    moved b by up to 0.06 on SmolLM2 Q4_1. With the padding, b equals a full decode of the
-    prompt alone (``reuse_prefix=False``), bit for bit.
+    In a batch-invariant Model (the default), b equals the same point's b in any sweep, bit for bit.
     """
     yes_ids, no_ids = yes_no_ids(model, yes, no)
-    logits = model.points(ids, [list(inject), []])[0]  # [n_vocab]; row 1 is the padding
+    logits = model.points(ids, [list(inject)])[0]  # [n_vocab]
     return from_logits(model, logits, yes_ids, no_ids)

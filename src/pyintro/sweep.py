@@ -11,14 +11,13 @@ soon as it is done, and ``resume=True`` picks up where an interrupted sweep stop
 stops at the end of the chunk in flight (``SweepInterrupted``). Points whose strength is 0 add
 nothing: they all take the question's uninjected belief, decoded once per question.
 
-Note on numerics (measured on SmolLM2-135M Q4_1, CPU, flash attention off): an injected
-point's b is not a smooth function of the decode. Scaling the strength by 1 + 1e-6 moved b by
-up to 0.02, by 1 + 1e-4 up to 0.17 (the quantized matmuls round activations to 8 bits, and a
-flipped rounding grows with depth); where a point sits in a batch changes attention's
-summation order and moved 2 of 60 points by up to 0.12. Read differences in b below ~0.2 at
-a single point as noise. The sweep is exactly reproducible: chunks are fixed slices of the
-grid and each question's prompt is decoded from scratch, so a resumed sweep gives the same
-values as an uninterrupted one.
+Note on numerics (measured on SmolLM2-135M Q4_1, CPU): an injected point's b is not a smooth
+function of its inputs. Scaling the strength by 1 + 1e-6 moved b by up to 0.02, by 1 + 1e-4 up
+to 0.17 (the quantized matmuls round activations to 8 bits, and a flipped rounding grows with
+depth), so read differences in b below ~0.2 at a single point as noise. On one machine the
+sweep is exact: a batch-invariant Model (the default) gives every point the value it has
+alone, whatever chunk it is decoded in, so a resumed or sharded sweep equals an uninterrupted
+one bit for bit. Across CPUs see the README's "Numerics".
 """
 
 from __future__ import annotations
@@ -46,9 +45,10 @@ COLUMNS = ["question_kind", "question", "layer", "strength", "b", "p_yes", "p_no
            "added_norm", "vector", "model", "quant_type"]
 _INTS = {"layer"}
 _FLOATS = {"strength", "b", "p_yes", "p_no", "added_norm"}
-# Must match between a CSV's sidecar and a sweep resuming into it.
-_SAME_ON_RESUME = ("model_sha256", "vector", "vector_sha256", "positions", "scale", "reference_norms",
-                   "full_vocab", "yes_ids", "no_ids")
+# Everything that changes a point's value; it must match between a CSV's sidecar and a sweep
+# resuming into it.
+_SAME_ON_RESUME = ("pyintro", "llama_cpp_python", "model_sha256", "vector", "vector_sha256", "positions", "scale",
+                   "reference_norms", "full_vocab", "yes_ids", "no_ids", "prompts", "numerics")
 
 DEFAULT_STRENGTHS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 
@@ -195,11 +195,10 @@ def sweep(
                     for q, p in zip(qs, prompts)],
         "grid": {"layers": layers, "strengths": strengths},
         "reference_norms": None if ref is None else [float(x) for x in ref],
+        "numerics": model.numerics(),
         "columns": COLUMNS,
     }
 
-    # Chunks are fixed slices of each question's full grid, so a point is always decoded in the
-    # same batch, resumed or not (a point's b depends on its batch: see the note at the top).
     grid = [(L, s) for L in layers for s in strengths]
     steps = [_chunk_size(model, len(ids), positions, chunk) for ids in prompts]
     meta["points_per_batch"] = steps
@@ -228,8 +227,7 @@ def sweep(
         with _SigintAtChunkEnd() as interrupt:
             last = None
             for q, ids, part, _ in plan:
-                if q is not last:  # decode each question's prompt from scratch, whatever came before
-                    fresh_prefix(model, ids)
+                if q is not last:
                     run.start(ids)
                     last = q
                 rows = [r for r in run(q, ids, part) if _key(r) not in done]
@@ -282,13 +280,6 @@ class _SigintAtChunkEnd:
             signal.signal(signal.SIGINT, self._old)
 
 
-def fresh_prefix(model, ids: Sequence[int]) -> None:
-    """Make the model drop the prompt prefix it keeps cached, so that the next call decodes its
-    prompt from scratch. Results then do not depend on what ran before (extending a cached
-    prefix decodes the rest in another batch; see the note at the top). Costs a one-token decode."""
-    model.capture([int(ids[0])], layers=[0])
-
-
 class _Runner:
     """Scores one chunk of (layer, strength) points of one question with one ``model.points`` call."""
 
@@ -304,9 +295,8 @@ class _Runner:
         self._clean: dict = {}
 
     def start(self, ids: list[int]) -> None:
-        """Score the question's uninjected point (call right after its prompt is decoded afresh).
-        Two identical rows: a one-row decode takes another kernel (see ``readout.belief``)."""
-        self._clean = self._score(ids, [[], []])
+        """Score the question's uninjected point."""
+        self._clean = self._score(ids, [[]])
 
     def _score(self, ids: list[int], points: list[list[Injection]]) -> dict:
         logits = self.model.points(ids, points, vocab_ids=self.gather)  # [n_points, n_vocab or n_gather]
@@ -318,8 +308,6 @@ class _Runner:
         live = [i for i, (L, s) in enumerate(part) if s * self.factor[L] != 0]
         points = [[Injection(self.dirs, part[i][0], part[i][1] * self.factor[part[i][0]], self.positions)]
                   for i in live]
-        if len(points) == 1:
-            points.append([])  # never a one-row decode (another kernel, see start())
         sc = self._score(ids, points) if points else None
         where = {i: k for k, i in enumerate(live)}
         rows = []
@@ -429,16 +417,14 @@ def _check_positions(positions) -> None:
 
 
 def _chunk_size(model, n_tokens: int, positions, chunk: Optional[int]) -> int:
-    """Points per ``model.points`` call: as many as one batch holds (as model.points plans it),
-    at most ``chunk``."""
+    """Points per ``model.points`` call (and per CSV write): what one call holds, at most ``chunk``."""
     if positions == "last":
         first = n_tokens - 1
     elif positions == "all":
         first = 0
     else:
         first = int(positions) + n_tokens if positions < 0 else int(positions)
-    n_batch = getattr(model, "n_batch", None) or model._engine.n_batch
-    step = max(1, min(model.n_seq_max, n_batch // (n_tokens - first)))
+    step = model._points_per_call(first, n_tokens - first)
     return step if chunk is None else min(step, int(chunk))
 
 
@@ -486,8 +472,9 @@ def _load_for_resume(out: Path, meta: dict) -> list[dict]:
     if side.exists():
         old = json.loads(side.read_text())
         for k in _SAME_ON_RESUME:
-            if k in old and old[k] != meta[k]:
-                raise ValueError(f"{out} holds a sweep with a different {k}; use a new file or resume=False")
+            if old.get(k) != meta[k]:
+                raise ValueError(f"{out} holds a sweep with a different {_difference(k, old.get(k), meta[k])}; "
+                                 "resume with the same settings, or use a new file (resume=False)")
     if not out.exists():
         return []
     with open(out, encoding="utf-8", newline="") as f:
@@ -531,6 +518,18 @@ def _load_for_resume(out: Path, meta: dict) -> list[dict]:
             os.fsync(f.fileno())
         os.replace(tmp, out)
     return rows
+
+
+def _difference(key: str, old, new) -> str:
+    """Which field differs, e.g. "numerics.n_batch (512, now 56)"."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for k in sorted(set(old) | set(new)):
+            if old.get(k) != new.get(k):
+                return _difference(f"{key}.{k}", old.get(k), new.get(k))
+    shown = [json.dumps(x) for x in (old, new)]
+    if max(len(t) for t in shown) > 60:
+        return key
+    return f"{key} ({shown[0]}, now {shown[1]})"
 
 
 def _render(records) -> str:

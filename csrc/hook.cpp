@@ -1,0 +1,204 @@
+#include "hook.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "ggml-backend.h"
+#include "ggml.h"
+
+namespace pyintro {
+
+namespace {
+
+// "<prefix><il>" -> il, else -1.
+int32_t parse_layer_name(const char * name, const std::string & prefix) {
+    if (std::strncmp(name, prefix.c_str(), prefix.size()) != 0) return -1;
+    const char * p = name + prefix.size();
+    if (*p < '0' || *p > '9') return -1;
+    int32_t il = 0;
+    for (; *p; ++p) {
+        if (*p < '0' || *p > '9' || il > 100000) return -1;
+        il = il * 10 + (*p - '0');
+    }
+    return il;
+}
+
+}  // namespace
+
+Hook::Hook(int32_t n_layer, int32_t n_embd, std::string layer_prefix)
+    : n_layer_(n_layer), n_embd_(n_embd), prefix_(std::move(layer_prefix)),
+      layer_specs_(n_layer), layer_capture_(n_layer, -1), layer_wanted_(n_layer, 0),
+      hits_chunk_(n_layer, 0), hits_total_(n_layer, 0) {}
+
+bool Hook::eval(ggml_tensor * t, bool ask, void * user_data) {
+    return static_cast<Hook *>(user_data)->on_eval(t, ask);
+}
+
+void Hook::arm(const HookPlan & plan) {
+    plan_ = plan;
+    for (int32_t il = 0; il < n_layer_; ++il) {
+        layer_specs_[il].clear();
+        layer_capture_[il] = -1;
+        layer_wanted_[il] = 0;
+        hits_total_[il] = 0;
+    }
+    for (size_t k = 0; k < plan.inject->size(); ++k) {
+        const InjectSpec & spec = (*plan.inject)[k];
+        bool any = false;
+        for (float s : spec.scale) any = any || s != 0.0f;
+        if (!any) continue;  // rows with scale 0 are never touched
+        layer_specs_[spec.il].push_back((int32_t) k);
+        layer_wanted_[spec.il] = 1;
+    }
+    for (size_t slot = 0; slot < plan.capture_layers->size(); ++slot) {
+        int32_t il = (*plan.capture_layers)[slot];
+        layer_capture_[il] = (int32_t) slot;
+        if (!plan.capture_rows->empty()) layer_wanted_[il] = 1;
+    }
+    armed_ = true;
+}
+
+void Hook::disarm() {
+    armed_ = false;
+    plan_ = HookPlan();
+    chunk_ = HookChunk();
+    error_.clear();
+}
+
+void Hook::begin_chunk(const HookChunk & chunk) {
+    chunk_ = chunk;
+    error_.clear();
+    std::fill(hits_chunk_.begin(), hits_chunk_.end(), 0);
+}
+
+std::string Hook::end_chunk(const std::string & arch) {
+    if (!error_.empty()) return error_;
+    for (int32_t il = 0; il < n_layer_; ++il) {
+        if (!layer_wanted_[il]) continue;
+        if (hits_chunk_[il] == 0) {
+            return "layer " + std::to_string(il) + ": no tensor named " + prefix_ + std::to_string(il) +
+                   " in this model's graph (architecture '" + arch +
+                   "' does not name its layer outputs); pyintro cannot inject or capture here";
+        }
+        if (hits_chunk_[il] > 1) {
+            return "layer " + std::to_string(il) + " was computed " + std::to_string(hits_chunk_[il]) +
+                   " times in one decode (llama.cpp split the batch); use a smaller batch";
+        }
+        hits_total_[il] += hits_chunk_[il];
+    }
+    return std::string();
+}
+
+bool Hook::on_eval(ggml_tensor * t, bool ask) {
+    int32_t il = armed_ ? parse_layer_name(t->name, prefix_) : -1;
+    if (il < 0 || il >= n_layer_) return ask ? false : true;
+    if (ask) return layer_wanted_[il] != 0;
+    hits_chunk_[il] += 1;
+    if (layer_wanted_[il] && error_.empty()) apply(t, il);
+    return true;  // false would stop the graph computation
+}
+
+// Adds the injections for layer il to t, then copies out the captured rows.
+// t is [n_embd, n_rows_t]: every row of the call, or in the last layer only the output rows
+// (llama.cpp drops the others there, ref: llama-graph.cpp build_inp_out_ids).
+// Host tensors are changed in place. Device tensors (or any, with force_transfer) go through
+// a host copy: one ggml_backend_tensor_get of the span of touched rows, the same float
+// arithmetic as in place, and one ggml_backend_tensor_set of the span of injected rows.
+// Sets error_ if t has an unexpected shape, or if a row's sum of squares overflows float32
+// after the injection (a norm would then turn it into Inf/NaN or zeros).
+void Hook::apply(ggml_tensor * t, int32_t il) {
+    const std::string name = prefix_ + std::to_string(il);
+    const int32_t n_rows_t = (int32_t) t->ne[1];
+    bool out_only;
+    if (n_rows_t == chunk_.n_rows) {
+        out_only = false;
+    } else if (n_rows_t == (int32_t) chunk_.out_rows.size()) {
+        out_only = true;
+    } else {
+        error_ = name + " has " + std::to_string(n_rows_t) + " rows, expected " + std::to_string(chunk_.n_rows);
+        return;
+    }
+    if (t->ne[2] != 1 || t->ne[3] != 1) {
+        // gemma3n keeps several residual streams per token ([n_embd, n_tokens, 4]).
+        error_ = name + " has shape [" + std::to_string(t->ne[0]) + ", " + std::to_string(t->ne[1]) + ", " +
+                 std::to_string(t->ne[2]) + ", " + std::to_string(t->ne[3]) +
+                 "]: this architecture keeps several residual streams per token, and pyintro adds to and "
+                 "reads one row per token only; use another model";
+        return;
+    }
+    if (t->type != GGML_TYPE_F32 || t->ne[0] != n_embd_ || t->nb[0] != sizeof(float)) {
+        error_ = name + " is not an F32 [n_embd, rows] tensor";
+        return;
+    }
+
+    const std::vector<InjectSpec> & inject = *plan_.inject;
+    const std::vector<int32_t> & specs = layer_specs_[il];
+    const std::vector<int32_t> & cap_rows = *plan_.capture_rows;
+    const int32_t slot = plan_.capture != nullptr ? layer_capture_[il] : -1;
+    rows_.clear();
+    for (int32_t r = 0; r < n_rows_t; ++r) {
+        const int32_t c = out_only ? chunk_.out_rows[r] : r;
+        if (c >= chunk_.n_real) continue;  // padding
+        const int32_t req = chunk_.begin + c;
+        bool inj = false;
+        for (int32_t k : specs) inj = inj || inject[k].scale[req] != 0.0f;
+        int32_t cap = -1;
+        if (slot >= 0) {
+            auto it = std::lower_bound(cap_rows.begin(), cap_rows.end(), req);
+            if (it != cap_rows.end() && *it == req) cap = (int32_t) (it - cap_rows.begin());
+        }
+        if (inj || cap >= 0) rows_.push_back({r, req, inj, cap});
+    }
+    if (rows_.empty()) return;
+
+    const size_t row_bytes = (size_t) n_embd_ * sizeof(float);
+    const bool host = !force_transfer && (t->buffer == nullptr || ggml_backend_buffer_is_host(t->buffer));
+    const bool dense = t->nb[1] == row_bytes;  // rows back to back: a span is one transfer
+    auto transfer = [&](bool set, int32_t r0, int32_t r1) {  // rows r0 .. r1 inclusive
+        for (int32_t r = r0; r <= r1; r = dense ? r1 + 1 : r + 1) {
+            const size_t n = dense ? (size_t) (r1 - r0 + 1) * row_bytes : row_bytes;
+            float * buf = staging_.data() + (size_t) r * n_embd_;
+            if (set) {
+                ggml_backend_tensor_set(t, buf, (size_t) r * t->nb[1], n);
+            } else {
+                ggml_backend_tensor_get(t, buf, (size_t) r * t->nb[1], n);
+            }
+            ++transfers;
+        }
+    };
+    if (!host) {
+        staging_.resize((size_t) n_rows_t * n_embd_);
+        transfer(false, rows_.front().r, rows_.back().r);
+    }
+
+    int32_t inj_lo = -1, inj_hi = -1;
+    for (const Row & row : rows_) {
+        float * x = host ? (float *) ((char *) t->data + (size_t) row.r * t->nb[1])
+                         : staging_.data() + (size_t) row.r * n_embd_;
+        if (row.inject) {
+            for (int32_t k : specs) {
+                const float s = inject[k].scale[row.req];
+                if (s == 0.0f) continue;
+                const float * v = inject[k].vec.data();
+                for (int32_t e = 0; e < n_embd_; ++e) x[e] += s * v[e];
+            }
+            float ss = 0.0f;
+            for (int32_t e = 0; e < n_embd_; ++e) ss += x[e] * x[e];
+            if (!std::isfinite(ss) && error_.empty()) {
+                error_ = "injection at layer " + std::to_string(il) + " overflowed the residual stream of row " +
+                         std::to_string(row.req) + " (its sum of squares leaves float32's range, or holds NaN/Inf); "
+                         "lower the strength";
+            }
+            if (inj_lo < 0) inj_lo = row.r;
+            inj_hi = row.r;
+        }
+        if (row.cap >= 0) {
+            float * dst = plan_.capture + ((size_t) slot * cap_rows.size() + row.cap) * n_embd_;
+            std::memcpy(dst, x, row_bytes);
+        }
+    }
+    if (!host && inj_lo >= 0) transfer(true, inj_lo, inj_hi);
+}
+
+}  // namespace pyintro

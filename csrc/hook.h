@@ -1,0 +1,91 @@
+// The eval callback. During a decode, llama.cpp's scheduler shows each graph node to the
+// hook (ref: ggml/src/ggml-backend.cpp, callback_eval); at the layer outputs l_out-<il> it
+// adds injections to chosen rows and copies captured rows out.
+//
+// Ownership: a Hook belongs to one Engine and borrows the request's arrays for the length of
+// one decode (arm .. disarm). It never frees llama.cpp objects.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+struct ggml_tensor;
+
+namespace pyintro {
+
+// One injection: add scale[row] * vec to row `row` of l_out-<il>.
+// vec has n_embd floats; scale has one float per row of the whole request.
+struct InjectSpec {
+    int32_t il;
+    std::vector<float> vec;
+    std::vector<float> scale;
+};
+
+// What one decode asks of the hook (borrowed pointers, valid until disarm()).
+struct HookPlan {
+    const std::vector<InjectSpec> * inject = nullptr;
+    const std::vector<int32_t> * capture_layers = nullptr;
+    const std::vector<int32_t> * capture_rows = nullptr;  // request rows, increasing
+    float * capture = nullptr;                            // [n_capture_layers, n_capture_rows, n_embd]
+};
+
+// The rows of one llama_decode call: request rows begin .. begin + n_real, then padding rows
+// (which the hook never touches) up to n_rows.
+struct HookChunk {
+    int32_t begin = 0;
+    int32_t n_real = 0;
+    int32_t n_rows = 0;
+    std::vector<int32_t> out_rows;  // call rows that are outputs, increasing (padding outputs last)
+};
+
+class Hook {
+public:
+    Hook(int32_t n_layer, int32_t n_embd, std::string layer_prefix);
+
+    // ggml_backend_sched_eval_callback; user_data is the Hook.
+    static bool eval(ggml_tensor * t, bool ask, void * user_data);
+
+    // arm() sets the plan of one decode; disarm() forgets it and must run on every exit path.
+    void arm(const HookPlan & plan);
+    void disarm();
+    void begin_chunk(const HookChunk & chunk);
+    // After the chunk's llama_decode: "" if all went well, else what went wrong (an overflow,
+    // or a wanted layer whose tensor did not fire exactly once).
+    std::string end_chunk(const std::string & arch);
+
+    // Times each layer's tensor fired during the last decode.
+    const std::vector<int32_t> & layer_hits() const { return hits_total_; }
+
+    // Test seam for the GPU path: read and write layer tensors with ggml_backend_tensor_get/set
+    // even when they are in host memory.
+    bool force_transfer = false;
+    // ggml_backend_tensor_get/set calls made (a debug counter; Python may reset it).
+    int64_t transfers = 0;
+
+private:
+    bool on_eval(ggml_tensor * t, bool ask);
+    void apply(ggml_tensor * t, int32_t il);
+
+    struct Row {
+        int32_t r;       // tensor row
+        int32_t req;     // request row
+        bool inject;     // some injection at this layer has a non-zero scale here
+        int32_t cap;     // index into capture_rows, or -1
+    };
+
+    int32_t n_layer_, n_embd_;
+    std::string prefix_;
+    HookPlan plan_;
+    bool armed_ = false;
+    HookChunk chunk_;
+    std::vector<std::vector<int32_t>> layer_specs_;  // il -> indices into plan_.inject
+    std::vector<int32_t> layer_capture_;             // il -> capture slot, or -1
+    std::vector<uint8_t> layer_wanted_;
+    std::vector<int32_t> hits_chunk_, hits_total_;
+    std::vector<Row> rows_;
+    std::vector<float> staging_;  // [n_rows of the tensor, n_embd] for the transfer path
+    std::string error_;
+};
+
+}  // namespace pyintro
