@@ -29,7 +29,7 @@ from hf_reference import HFModel  # noqa: E402
 
 import pyintro  # noqa: E402
 from pyintro import BASELINE_WORDS, CONCEPT_WORDS  # noqa: E402
-from pyintro.model import plan_batches  # noqa: E402
+from pyintro.decode import plan_batches  # noqa: E402
 
 TEMPLATE = "Tell me about {}"  # mean_difference's default
 TARGET = 1.2
@@ -76,7 +76,7 @@ def main() -> None:
     texts = [hooked.chat_text(TEMPLATE.format(w)) for w in concepts + baseline]
     prompts = [hooked.tokenize(t) for t in texts]
     n = len(prompts)
-    groups = plan_batches([len(p) for p in prompts], hooked.n_seq_max, hooked._engine.n_batch)
+    groups = plan_batches([len(p) for p in prompts], hooked.n_seq_max, hooked.n_ctx - 2 * hooked.n_batch)
     n_tokens = sum(len(p) for p in prompts)
 
     vectors, acts, hs = {}, {}, {}

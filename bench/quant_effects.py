@@ -9,7 +9,7 @@ of ``*`` so that no model file lands in git). For each file, and for the origina
 file size, the tensor types actually written (read with ``gguf.GGUFReader``), the speed of
 the 960-point sweep (30 layers x 16 strengths x introspection + 1 control question), the
 drift of b against F16 over those points (max and mean |Δb|, Pearson r), and the
-introspection-control correlation of the sweep (``pyintro.sweep.analyze``).
+introspection-control correlation of the sweep (``pyintro.analyze``).
 
 The vector is the all-caps vector extracted once, from the F16 file, and injected unchanged
 into every file, so the drift measures the quantized forward pass only.
@@ -39,8 +39,8 @@ from hf_reference import pearson  # noqa: E402
 
 import pyintro  # noqa: E402
 from pyintro.quantize import ladder  # noqa: E402
-from pyintro.questions import INTROSPECTION  # noqa: E402
-from pyintro.sweep import analyze, sweep  # noqa: E402
+from pyintro.experiments.post import analyze, sweep  # noqa: E402
+from pyintro.experiments.questions import INTROSPECTION  # noqa: E402
 
 TYPES = ["f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q3_k_m", "q2_k"]
 STRENGTHS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0, 14.0, 16.0, 20.0)
@@ -192,7 +192,7 @@ def main() -> None:
         "",
         "Δb is b(file) − b(F16) at the same point, with the same (F16) vector in every file. "
         "intro–control r: Pearson r between the introspection and the control question's b over the grid "
-        "(`pyintro.sweep.analyze`). With n_embd = 576 (not a multiple of 256) llama.cpp cannot store most "
+        "(`pyintro.analyze`). With n_embd = 576 (not a multiple of 256) llama.cpp cannot store most "
         "tensors in K-quants and falls back to other types, so the K-quant names do not form a clean ladder: "
         "the tensor-type column shows what each file really holds. Only the Q4_1 file ships (no original "
         "F16/BF16 weights are available offline), so F16 here is Q4_1 dequantized: every rung re-quantizes "

@@ -5,7 +5,7 @@
 Grid: every layer x 16 strengths x (introspection question + 1 control question) = 960 points
 on the default model, injecting the all-caps vector at the last prompt token.
 
-  1. pyintro: ``pyintro.sweep.sweep`` (batched over a shared prefix), with full_vocab=True (the
+  1. pyintro: ``pyintro.sweep`` (batched over a shared prefix), with full_vocab=True (the
      default: full logits rows, softmax over the vocabulary) and with full_vocab=False (only the
      Yes/No logits are gathered);
   2. pyintro one point at a time, no prefix reuse (``model.points(..., reuse_prefix=False)``);
@@ -42,9 +42,9 @@ from hf_reference import HFModel, LlamaCvec, PeakRSS, b_values, pearson, rss_mb 
 
 import pyintro  # noqa: E402
 from pyintro import Injection  # noqa: E402
-from pyintro.questions import CONTROL_NO, INTROSPECTION, Question, prompt_ids  # noqa: E402
+from pyintro.experiments.questions import CONTROL_NO, INTROSPECTION, Question, prompt_ids  # noqa: E402
 from pyintro.readout import yes_no_ids  # noqa: E402
-from pyintro.sweep import sweep  # noqa: E402
+from pyintro.experiments.post import sweep  # noqa: E402
 
 STRENGTHS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0, 14.0, 16.0, 20.0)
 QUESTIONS = {"introspection": INTROSPECTION, "control": CONTROL_NO[0]}

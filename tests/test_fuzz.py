@@ -39,8 +39,7 @@ def fuzz_ids(fuzz_model):
 
 def _reset(model):
     """After raw engine calls: empty the KV memory so the Model's prefix cache stays true."""
-    model._engine.seq_rm(-1, 0, -1)
-    model._prefix = []
+    model.reset()
 
 
 # -- raw engine requests ----------------------------------------------------------------------

@@ -149,8 +149,7 @@ def direction(small):
 
 def _reset(model):
     """After raw engine calls: empty the KV memory so the Model's prefix cache stays true."""
-    model._engine.seq_rm(-1, 0, -1)
-    model._prefix = []
+    model.reset()
 
 
 # -- 3. no silent no-ops ----------------------------------------------------------------------

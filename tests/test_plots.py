@@ -8,8 +8,8 @@ import pytest
 from matplotlib.image import imread
 
 from pyintro.plots import b_vs_layer, b_vs_strength, generation_rates, heatmaps
-from pyintro.questions import CONTROL_NO, INTROSPECTION
-from pyintro.sweep import sweep
+from pyintro.experiments.post import sweep
+from pyintro.experiments.questions import CONTROL_NO, INTROSPECTION
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -51,7 +51,7 @@ def test_line_plots(rows, tmp_path):
 
 
 def test_generation_rates_plot(m, tmp_path):
-    from pyintro.generation import run_detection
+    from pyintro.experiments.detection import run_detection
 
     class Named:
         directions = np.random.default_rng(6).standard_normal((m.n_layer, m.n_embd)).astype(np.float32)
@@ -68,3 +68,25 @@ def test_bad_input(rows, tmp_path):
     with pytest.raises(ValueError, match="no rows"):
         heatmaps([], tmp_path / "h.png")
     assert not (tmp_path / "h.pdf").exists()
+
+
+def test_plotting_leaves_the_matplotlib_backend_alone(rows, tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); import pyintro.plots as p, pyintro.cli, pyintro.experiments.compare; "
+            "p.heatmaps([{'question_kind': 'introspection', 'question': 'q', 'layer': 0, 'strength': 0.0, 'b': 1.0}], "
+            "sys.argv[1]); print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", "import sys; " + code, str(tmp_path / "h.png")],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "svg"
+
+
+def test_slices_default_to_the_telling_point_and_say_so(rows, tmp_path):
+    from pyintro.plots import telling_slice
+
+    layer, strength = telling_slice(rows)
+    pts = {(r["layer"], r["strength"]): r for r in rows}
+    assert (layer, strength) in pts
+    check_png(b_vs_strength(rows, tmp_path / "s.png"))  # no layer given: telling_slice's
+    check_png(b_vs_layer(rows, tmp_path / "l.png"))

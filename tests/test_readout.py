@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pyintro import Injection
-from pyintro.questions import CONTROL_NO, INTROSPECTION, Question, prompt_ids
+from pyintro.experiments.questions import CONTROL_NO, INTROSPECTION, Question, prompt_ids
 from pyintro.readout import DEFAULT_NO, DEFAULT_YES, Belief, answer_ids, belief, scores, yes_no_ids
 
 

@@ -1,8 +1,9 @@
 """Tiny random-weight GGUF models of many llama.cpp architectures, written at test time.
 
 Each architecture's metadata keys and tensor shapes are in arch_specs.json, found by asking
-llama.cpp's own loader what it needs (tools/arch_specs.py). The files are 2 layers wide, n_embd
-64, 64 tokens: enough to build each architecture's real graph, and nothing else.
+llama.cpp's own loader what it needs (tools/arch_specs.py). The files are 2 layers deep (3 or
+4 where one layer of each kind needs more: llama4, smollm3, nemotron_h), n_embd 64, 64 tokens:
+enough to build each architecture's real graph, and nothing else.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import numpy as np
 
 SPECS = Path(__file__).with_name("arch_specs.json")
 N_VOCAB = 64
+# Metadata keys llama.cpp reads without the "<arch>." prefix.
+UNPREFIXED = ("general.", "tokenizer.", "xielu.")
 
 
 @lru_cache(maxsize=1)
@@ -24,12 +27,12 @@ def specs() -> dict:
 
 
 def write(path, arch: str, meta: dict, tensors: dict, seed: int = 0) -> Path:
-    """A GGUF file: metadata {key (without the "<arch>." prefix, or a full general./tokenizer.
-    key): value}, random F32 tensors {name: ggml ne}; a 64-token SentencePiece-style vocabulary."""
+    """A GGUF file: metadata {key (without the "<arch>." prefix, or a full general./tokenizer./
+    xielu. key): value}, random F32 tensors {name: ggml ne}; a 64-token SentencePiece-style vocabulary."""
     path = Path(path)
     w = gguf.GGUFWriter(str(path), arch)
     for key, value in meta.items():
-        full = key if key.startswith(("general.", "tokenizer.", arch + ".")) else f"{arch}.{key}"
+        full = key if key.startswith(UNPREFIXED + (arch + ".",)) else f"{arch}.{key}"
         if isinstance(value, bool):
             w.add_bool(full, value)
         elif isinstance(value, int):

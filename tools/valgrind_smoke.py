@@ -43,8 +43,7 @@ def main() -> int:
             bad()
         except (ValueError, RuntimeError):
             errors += 1
-        m._engine.seq_rm(-1, 0, -1)
-        m._prefix = []
+        m.reset()
     m.close()
 
     ok = (cap.shape == (3, len(ids), m.n_embd) and cap_inj.shape == (2, len(ids), m.n_embd)

@@ -6,10 +6,12 @@ GGUF file it is the tensor ``direction.L``.
 """
 
 from pyintro.data import BASELINE_WORDS, CONCEPT_WORDS
+from pyintro.experiments.post import analyze, sweep
 from pyintro.extract import contrast, mean_difference, pca
+from pyintro.files import default_model_path
 from pyintro.injection import Injection
-from pyintro.model import Model, default_model_path
-from pyintro.vectors import ConceptVector
+from pyintro.model import Model
+from pyintro.vectors import ConceptVector, random_like
 
 __version__ = "0.1.0"
 
@@ -20,8 +22,11 @@ __all__ = [
     "Injection",
     "Model",
     "__version__",
+    "analyze",
     "contrast",
     "default_model_path",
     "mean_difference",
     "pca",
+    "random_like",
+    "sweep",
 ]

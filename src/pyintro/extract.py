@@ -38,12 +38,13 @@ def contrast(model, positive: Texts, negative: Texts, position="last", chat: boo
 
 
 def mean_difference(model, concept: Texts, baseline: Sequence[str] | None = None,
-                    template: str = "Tell me about {}", chat: bool = True):
+                    template: str = "Tell me about {}", chat: bool = True, progress=None):
     """The concept's activation minus the mean over baseline words, at every layer.
 
     Activations are read at the last token of ``template.format(word)``. ``baseline``
     defaults to ``BASELINE_WORDS``. With a list of concepts, returns a dict
     concept -> ConceptVector; all prompts run in one batched pass and the baseline once.
+    ``progress``: as in ``pyintro.progress`` (a bar over the prompts in a terminal).
     """
     single = isinstance(concept, str)
     concepts = _texts(concept, "concept")
@@ -59,7 +60,7 @@ def mean_difference(model, concept: Texts, baseline: Sequence[str] | None = None
 
     c_texts = [_prompt_text(model, template.format(c), chat) for c in concepts]
     b_texts = [_prompt_text(model, template.format(w), chat) for w in words]
-    acts = _activations(model, c_texts + b_texts, -1)  # [n_concepts + n_baseline, n_layer, n_embd]
+    acts = _activations(model, c_texts + b_texts, -1, progress)  # [n_concepts + n_baseline, n_layer, n_embd]
     base = acts[len(concepts):].mean(0)  # [n_layer, n_embd]
     out = {}
     for i, c in enumerate(concepts):
@@ -160,10 +161,10 @@ def _prompt_text(model, text: str, chat: bool) -> str:
     return model.chat_text(text) if chat else text
 
 
-def _activations(model, texts: list[str], index: int) -> np.ndarray:
+def _activations(model, texts: list[str], index: int, progress=False) -> np.ndarray:
     """All layers at token ``index`` of each text, float64 ``[n_texts, n_layer, n_embd]``."""
     ids = [model.tokenize(t) for t in texts]
-    return model.capture_many(ids, layers=None, position=index).astype(np.float64)
+    return model.capture_many(ids, layers=None, position=index, progress=progress).astype(np.float64)
 
 
 def _signed(texts: list[str], n_pos: int) -> list[str]:
@@ -185,3 +186,16 @@ def _vector(model, directions: np.ndarray, name: str, method: str, prompts: list
         position=position,
         model_sha256=model.sha256,
     )
+
+
+def read_words(path) -> list[str]:
+    """A word list file: one word per line, blank lines skipped."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"word list not found: {path}")
+    words = [w.strip() for w in path.read_text(encoding="utf-8").splitlines() if w.strip()]
+    if not words:
+        raise ValueError(f"word list {path} has no words")
+    return words

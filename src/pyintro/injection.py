@@ -8,6 +8,8 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 
+from pyintro.vectors import directions
+
 Positions = Union[str, int, Sequence[int], np.ndarray]
 _F32_MAX = float(np.finfo(np.float32).max)
 
@@ -65,9 +67,7 @@ class Injection:
         except (TypeError, ValueError):
             raise ValueError("vector must be an array of numbers or a ConceptVector") from None
         if arr.ndim == 2:
-            if arr.shape[0] != n_layer:
-                raise ValueError(f"vector has {arr.shape[0]} layers, the model has {n_layer}")
-            arr = arr[il]
+            return np.ascontiguousarray(directions(arr, n_layer, n_embd)[il])
         if arr.ndim != 1 or arr.shape[0] != n_embd:
             raise ValueError(f"vector has shape {tuple(np.shape(v))}, the model's n_embd is {n_embd}")
         if not np.all(np.isfinite(arr)):
@@ -119,21 +119,46 @@ class Injection:
         return scales.astype(np.float32)
 
 
+def _unique(values, check, what: str) -> list:
+    """``check(v)`` of each value, refusing repeats and an empty list."""
+    out: list = []
+    for v in values:
+        c = check(v)
+        if c in out:
+            raise ValueError(f"{what} {v} is listed twice")
+        out.append(c)
+    if not out:
+        raise ValueError(f"no {what}s given")
+    return out
+
+
 def layer_list(layers, n_layer: int) -> list[int]:
     """Checked 0-based block indices (negative ones count from the end): None means all
     ``n_layer`` blocks; an int means that one block."""
     if layers is None:
         return list(range(n_layer))
-    out: list[int] = []
-    for layer in ([layers] if isinstance(layers, (int, np.integer)) else layers):
+
+    def check(layer) -> int:
         if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
             raise ValueError(f"layers must be ints, got {layer!r}")
         il = int(layer) + n_layer if layer < 0 else int(layer)
         if not 0 <= il < n_layer:
             raise ValueError(f"layer {layer} is out of range: this model has layers 0..{n_layer - 1}")
-        if il in out:
-            raise ValueError(f"layer {layer} is listed twice")
-        out.append(il)
-    if not out:
-        raise ValueError("no layers given")
-    return out
+        return il
+
+    return _unique([layers] if isinstance(layers, (int, np.integer)) else layers, check, "layer")
+
+
+def strength_list(strengths) -> list[float]:
+    """Checked strengths: finite numbers, none listed twice; a single number means that one."""
+
+    def check(s) -> float:
+        try:
+            f = float(s)
+        except (TypeError, ValueError):
+            raise ValueError(f"strengths must be numbers, got {s!r}") from None
+        if not math.isfinite(f):
+            raise ValueError(f"strengths must be finite, got {s!r}")
+        return f
+
+    return _unique([strengths] if isinstance(strengths, (int, float, np.number)) else strengths, check, "strength")

@@ -1,7 +1,13 @@
-"""Plots of sweep rows and generation rates (matplotlib, Agg; PNG or SVG by file suffix).
+"""Every figure pyintro draws, in one style (PNG or SVG by file suffix).
 
-Figures are built without pyplot, so importing this module does not change matplotlib's
-global backend. Every function takes sweep rows (list of dicts) or a pandas DataFrame.
+Figures are built on matplotlib's object API (Figure + the Agg canvas), never pyplot, so
+importing or using this module leaves the user's matplotlib backend alone. Functions take
+rows (a list of dicts) or a pandas DataFrame.
+
+Style: the introspection question is one strong colour; control questions, which the
+follow-up post showed move the same way, are one grey band (their min to max) with their mean
+as a grey line. A line plot slices the layer x strength grid at one layer or one strength;
+by default at ``telling_slice``: the point most favourable to the introspection reading.
 """
 
 from __future__ import annotations
@@ -13,7 +19,15 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
+from pyintro.experiments.post import telling_slice
+
+__all__ = ["b_vs_layer", "b_vs_strength", "drift", "generation_rates", "heatmaps", "telling_slice"]
+
 _SUFFIXES = (".png", ".svg")
+STRONG = "#c0392b"  # the introspection question
+GREY = "#7f8c8d"  # controls
+B_LABEL = "b = logit(Yes) − logit(No)"
+RULE = "\n(the grid point where introspection b exceeds the controls' mean b most)"
 
 
 def _records(rows) -> list[dict]:
@@ -29,12 +43,26 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path) -> Path:
+def _check_path(path) -> Path:
     path = Path(path)
     if path.suffix.lower() not in _SUFFIXES:
         raise ValueError(f"plot path must end in .png or .svg, got {path.name!r}")
+    return path
+
+
+def _save(fig: Figure, path) -> Path:
+    path = _check_path(path)
     fig.savefig(path, dpi=120)
     return path
+
+
+def _style(ax, xlabel: str, ylabel: str = B_LABEL) -> None:
+    ax.axhline(0.0, color="black", linewidth=0.6, alpha=0.5)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.25)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
 
 
 def _kinds(recs, first: str) -> list[str]:
@@ -57,14 +85,11 @@ def _grid(recs, kind: str, value: str, layers, strengths) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def _short(text: str, n: int = 40) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
 def heatmaps(rows, path, introspection: str = "introspection"):
     """b over layer x strength, one panel per question kind (introspection first), with one
     shared diverging colour scale centred at 0 (red: Yes, blue: No). Kinds with several
     questions show their mean b."""
+    _check_path(path)
     recs = _records(rows)
     layers = sorted({int(r["layer"]) for r in recs})
     strengths = sorted({float(r["strength"]) for r in recs})
@@ -83,47 +108,95 @@ def heatmaps(rows, path, introspection: str = "introspection"):
         ax.set_yticks(range(0, len(layers), step), [str(L) for L in layers[::step]])
         ax.set_xlabel("strength")
     axes[0].set_ylabel("layer")
-    fig.colorbar(im, ax=list(axes), label="b = logit(Yes) - logit(No)")
+    fig.colorbar(im, ax=list(axes), label=B_LABEL)
     return _save(fig, path)
 
 
-def _lines(recs, path, x_name: str, fixed_name: str, fixed, xlabel: str, title: str):
+def _slice(recs, path, x_name: str, fixed_name: str, fixed, xlabel: str, title: str, introspection: str):
+    """b against ``x_name`` where ``fixed_name`` == ``fixed``: the introspection question(s) as
+    lines, every other question as one grey band (min-max) with its mean."""
     sel = [r for r in recs if float(r[fixed_name]) == float(fixed)]
     if not sel:
         have = sorted({float(r[fixed_name]) for r in recs})
-        raise ValueError(f"no rows with {fixed_name}={fixed}; the sweep has {fixed_name}s {have}")
-    fig = _figure(7.0, 4.0 + 0.2 * len({(r["question_kind"], r["question"]) for r in sel}))
+        raise ValueError(f"no rows with {fixed_name}={fixed:g}; the sweep has {fixed_name}s {have}")
+    xs = sorted({float(r[x_name]) for r in sel})
+    ctrl = {x: [float(r["b"]) for r in sel if float(r[x_name]) == x and r["question_kind"] != introspection]
+            for x in xs}
+    fig = _figure(7.0, 4.2)
     ax = fig.subplots()
-    questions = list(dict.fromkeys((r["question_kind"], r["question"]) for r in sel))
-    for kind, text in questions:
-        pts = sorted((float(r[x_name]), float(r["b"])) for r in sel if (r["question_kind"], r["question"]) == (kind, text))
-        xs, ys = zip(*pts)
-        style = "-" if kind == "introspection" else "--"
-        ax.plot(xs, ys, style, marker="o", markersize=3, label=f"{kind}: {_short(text)}")
-    ax.axhline(0.0, color="grey", linewidth=0.8)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("b = logit(Yes) - logit(No)")
-    ax.set_title(title)
-    fig.legend(loc="outside lower center", fontsize="small")
+    cx = [x for x in xs if ctrl[x]]
+    if cx:
+        n_ctrl = len({r["question"] for r in sel if r["question_kind"] != introspection})
+        ax.fill_between(cx, [min(ctrl[x]) for x in cx], [max(ctrl[x]) for x in cx], color=GREY, alpha=0.25,
+                        linewidth=0, label=f"controls ({n_ctrl} questions): min to max")
+        ax.plot(cx, [float(np.mean(ctrl[x])) for x in cx], color=GREY, linewidth=1.5, label="controls: mean")
+    for text in dict.fromkeys(r["question"] for r in sel if r["question_kind"] == introspection):
+        pts = sorted((float(r[x_name]), float(r["b"])) for r in sel
+                     if r["question_kind"] == introspection and r["question"] == text)
+        ax.plot(*zip(*pts), color=STRONG, linewidth=2.2, marker="o", markersize=3.5,
+                label=f"introspection: {text if len(text) <= 48 else text[:47] + '…'}")
+    _style(ax, xlabel)
+    ax.set_title(title, fontsize="medium")
+    ax.legend(fontsize="small", frameon=False)
     return _save(fig, path)
 
 
-def b_vs_strength(rows, path, layer: int):
-    """b against strength at one layer, one line per question."""
-    return _lines(_records(rows), path, "strength", "layer", layer, "strength", f"layer {layer}")
+def b_vs_strength(rows, path, layer: int | None = None, introspection: str = "introspection"):
+    """b against strength at one layer (default: ``telling_slice``'s layer)."""
+    return _sliced(rows, path, "strength", "layer", layer, introspection)
 
 
-def b_vs_layer(rows, path, strength: float):
-    """b against layer at one strength, one line per question."""
-    return _lines(_records(rows), path, "layer", "strength", strength, "layer", f"strength {strength:g}")
+def b_vs_layer(rows, path, strength: float | None = None, introspection: str = "introspection"):
+    """b against layer at one strength (default: ``telling_slice``'s strength)."""
+    return _sliced(rows, path, "layer", "strength", strength, introspection)
+
+
+def _sliced(rows, path, x_name: str, fixed_name: str, fixed, introspection: str):
+    _check_path(path)
+    recs = _records(rows)
+    why = ""
+    if fixed is None:  # the slice figures are cut at, and the title says why
+        layer, strength = telling_slice(recs, introspection)
+        fixed, why = (layer if fixed_name == "layer" else strength), RULE
+    title = f"b against {x_name} at {fixed_name} {fixed:g}{why}"
+    return _slice(recs, path, x_name, fixed_name, fixed, x_name, title, introspection)
+
+
+def drift(result: dict, path):
+    """A quantization comparison (``experiments.compare.compare``): each model's b against the
+    reference file's b at the same point, one colour per model, on the diagonal."""
+    from pyintro.experiments.post import key
+
+    _check_path(path)
+    rows = result["rows"]
+    ref_name = Path(result["reference"]).name
+    ref_b = {key(r): r["b"] for r in rows if r["model"] == ref_name}
+    fig = _figure(6.0, 6.0)
+    ax = fig.subplots()
+    for entry in result["models"]:
+        if entry["reference"]:
+            continue
+        name = Path(entry["path"]).name
+        pairs = [(ref_b[key(r)], r["b"]) for r in rows if r["model"] == name and key(r) in ref_b]
+        if pairs:
+            x, y = np.array(pairs).T
+            ax.scatter(x, y, s=8, alpha=0.6, label=f"{entry['quant_type']} (mean |Δb| {entry['mean_abs_db']:.2f})")
+    lo = min(r["b"] for r in rows) - 0.5
+    hi = max(r["b"] for r in rows) + 0.5
+    ax.plot([lo, hi], [lo, hi], color=GREY, lw=1)
+    _style(ax, f"b, reference {ref_name}", "b, other quantization")
+    ax.set_title("Belief drift across quantizations")
+    ax.legend(fontsize="small", frameon=False)
+    return _save(fig, path)
 
 
 def generation_rates(result, path):
     """Detection and identification rates over layer x strength (from ``run_detection``), with
     the false-positive rate of the control trials in the title."""
+    _check_path(path)
     rates = result["rates"] if isinstance(result, dict) else _records(result)
     if not rates:
-        raise ValueError("no rates to plot; run generation.run_detection first")
+        raise ValueError("no rates to plot; run experiments.detection.run_detection first")
     layers = sorted({int(r["layer"]) for r in rates})
     strengths = sorted({float(r["strength"]) for r in rates})
     recs = [dict(r, question_kind="all") for r in rates]

@@ -7,34 +7,17 @@ import os
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from pyintro.model import check_gguf_file
+from pyintro.files import FILE_TYPES, UNQUANTIZED, check_gguf_file, file_type
+from pyintro.progress import Progress
+from pyintro.results import atomic_path
 
-# name -> llama.cpp's enum llama_ftype
-QUANT_TYPES = {
-    "f32": 0, "f16": 1, "bf16": 32, "q8_0": 7, "q6_k": 18, "q5_k_m": 17, "q5_k_s": 16, "q5_1": 9,
-    "q5_0": 8, "q4_k_m": 15, "q4_k_s": 14, "q4_1": 3, "q4_0": 2, "q3_k_l": 13, "q3_k_m": 12,
-    "q3_k_s": 11, "q2_k": 10,
-}
+# The types `pyintro quantize --type` writes (lower case), with llama.cpp's enum llama_ftype.
+QUANT_TYPES = {name.lower(): code for code, name in FILE_TYPES.items() if name in (
+    "F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_1", "Q5_0", "Q4_K_M", "Q4_K_S", "Q4_1", "Q4_0",
+    "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K")}
 # Most precise first; used to pick the reference file of a comparison.
 PRECISION_ORDER = ["F32", "BF16", "F16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_1", "Q5_K_S", "Q5_0", "Q4_K_M",
                    "Q4_1", "Q4_K_S", "Q4_0", "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K"]
-_UNQUANTIZED = {0, 1, 32}
-
-
-def file_type(path: str | os.PathLike) -> int:
-    """``general.file_type`` of a GGUF file, read from its header (no weights are loaded)."""
-    import gguf
-
-    path = Path(path)
-    check_gguf_file(path)
-    try:
-        reader = gguf.GGUFReader(path)
-    except Exception as e:  # gguf raises several types for broken files
-        raise ValueError(f"{path} is not a readable GGUF file: {e}") from None
-    field = reader.fields.get("general.file_type")
-    if field is None:
-        raise ValueError(f"{path} has no general.file_type; is it a model file?")
-    return int(field.parts[field.data[0]][0])
 
 
 def precision_rank(quant_type: str) -> int:
@@ -61,16 +44,10 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, qtype: str, threads
     params.ftype = QUANT_TYPES[key]
     params.nthread = int(threads or 0)
     params.allow_requantize = True
-    # Written beside the target, then renamed: a failed run leaves no half-written file.
-    tmp = dst.with_name(dst.name + ".tmp")
-    try:
+    with atomic_path(dst) as tmp:  # a failed run leaves no half-written file
         rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
         if rc != 0 or not tmp.is_file():
             raise RuntimeError(f"llama.cpp could not quantize {src} to {qtype} (code {rc})")
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return dst
 
 
@@ -80,11 +57,13 @@ def ladder(
     outdir: str | os.PathLike,
     threads: Optional[int] = None,
     say: Callable[[str], None] = lambda _: None,
+    progress=None,
 ) -> list[Path]:
     """Quantize ``src`` to each of ``types`` in ``outdir``; returns the files written.
 
     A source that is already quantized goes through F16 first (re-quantizing a quantized file
     compounds errors); ``say`` is told so. Files are named ``<stem>.<TYPE>.gguf``.
+    ``progress``: as in ``pyintro.progress``, over the files.
     """
     src, outdir = Path(src), Path(outdir)
     if not types:
@@ -97,23 +76,25 @@ def ladder(
     stem = src.name[: -len(".gguf")] if src.name.endswith(".gguf") else src.name
     for suffix in (".Q4_1", ".Q4_0", ".Q8_0", ".F16", ".F32"):
         stem = stem[: -len(suffix)] if stem.upper().endswith(suffix) else stem
-    quantized = file_type(src) not in _UNQUANTIZED
+    quantized = file_type(src) not in UNQUANTIZED
     for t in (["f16"] if quantized else []) + list(types):  # refuse before writing anything
         if (outdir / f"{stem}.{t.upper()}.gguf").resolve() == src.resolve():
             raise ValueError(f"the output {stem}.{t.upper()}.gguf would be the input file {src}; "
                              "choose another --outdir or rename the input")
     base = src
     written = []
-    if quantized:
-        f16 = outdir / f"{stem}.F16.gguf"
-        say(f"{src.name} is already quantized: going through F16 ({f16.name}) first")
-        base = quantize(src, f16, "f16", threads)
-        if "f16" in [t.lower() for t in types]:
-            written.append(f16)
-    for t in types:
-        if t.lower() == "f16" and base != src:
-            continue
-        dst = outdir / f"{stem}.{t.upper()}.gguf"
-        say(f"writing {dst.name}")
-        written.append(quantize(base, dst, t, threads))
+    todo = [t for t in types if not (quantized and t.lower() == "f16")]
+    with Progress(progress, len(todo) + quantized, "quantize", "file") as bar:
+        if quantized:
+            f16 = outdir / f"{stem}.F16.gguf"
+            say(f"{src.name} is already quantized: going through F16 ({f16.name}) first")
+            base = quantize(src, f16, "f16", threads)
+            bar.advance(1)
+            if "f16" in [t.lower() for t in types]:
+                written.append(f16)
+        for t in todo:
+            dst = outdir / f"{stem}.{t.upper()}.gguf"
+            say(f"writing {dst.name}")
+            written.append(quantize(base, dst, t, threads))
+            bar.advance(1)
     return written

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pyintro.results import atomic_path
+
 ARCH = "controlvector"
 _DIRECTION = re.compile(r"direction\.(\d+)")
 
@@ -188,17 +190,11 @@ class ConceptVector:
             w.add_array(_K_LAYER0, [float(x) for x in layer0])  # float32 -> float -> float32: exact
         for il in range(1, self.n_layer):
             w.add_tensor(f"direction.{il}", self.directions[il])
-        # Write beside the target, then rename: a failed save leaves no half-written file.
-        tmp = p.with_name(p.name + ".tmp")
-        try:
+        with atomic_path(p) as tmp:  # a failed save leaves no half-written file
             w.write_header_to_file(tmp)
             w.write_kv_data_to_file()
             w.write_tensors_to_file()
             w.close()
-            os.replace(tmp, p)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ConceptVector":
@@ -316,3 +312,71 @@ def _finite(k) -> float:
 
 def _join(a: str, op: str, b: str) -> str:
     return f"{a} {op} {b}" if a and b else a or b
+
+
+# -- vectors as arrays, random controls, strength scaling ----------------------------------------
+
+
+def directions(vector, n_layer: int | None = None, n_embd: int | None = None) -> np.ndarray:
+    """The per-layer directions of a ConceptVector or an array: float32 [n_layer, n_embd], checked
+    (and against the model's shape when n_layer and n_embd are given)."""
+    v = getattr(vector, "directions", vector)
+    try:
+        arr = np.asarray(v, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ValueError("vector must be a ConceptVector or an array [n_layer, n_embd]") from None
+    if arr.ndim != 2:
+        raise ValueError(f"vector must be [n_layer, n_embd], got shape {arr.shape}; stack one row per layer")
+    if n_layer is not None and arr.shape != (n_layer, n_embd):
+        raise ValueError(f"the vector has {arr.shape[0]} layers of {arr.shape[1]} floats, the model needs "
+                         f"n_layer {n_layer} x n_embd {n_embd}; extract the vector from this model")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("vector contains NaN or Inf")
+    return arr
+
+
+def random_like(vector, seed: int = 0) -> np.ndarray:
+    """Null control: random directions [n_layer, n_embd] with the same per-layer norms as ``vector``.
+
+    Each row is a Gaussian sample rescaled to that layer's norm; the same seed gives the same array.
+    """
+    d = directions(vector)
+    norms = np.linalg.norm(d, axis=1, keepdims=True)  # [n_layer, 1]
+    g = np.random.default_rng(seed).standard_normal(d.shape)  # [n_layer, n_embd]
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    return (g * norms).astype(np.float32)
+
+
+def residual_norms(model, prompts) -> np.ndarray:
+    """Mean L2 norm of the residual stream after each block over the prompts' tokens: [n_layer].
+
+    The first token of each prompt is left out: it is an attention sink whose norm is an
+    outlier (about 25000 from layer 11 on in SmolLM2-135M, against a few hundred elsewhere).
+    """
+    per_token = []
+    for ids in prompts:
+        cap = model.capture(ids)  # [n_layer, n_tokens, n_embd]
+        norms = np.linalg.norm(cap, axis=2)  # [n_layer, n_tokens]
+        per_token.append(norms[:, 1:] if norms.shape[1] > 1 else norms)
+    return np.concatenate(per_token, axis=1).mean(axis=1)
+
+
+SCALES = ("raw", "relative")
+
+
+def strength_factors(model, dirs: np.ndarray, layers, scale: str, prompts):
+    """Multipliers turning a strength into an Injection strength, per layer: ([n_layer], ref).
+
+    "raw": 1 everywhere, ref None. "relative": R[layer] / |v[layer]| with R = ``residual_norms``
+    over ``prompts`` (returned as ref), so strength s adds a vector of norm s * R[layer].
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale must be 'raw' or 'relative', got {scale!r}")
+    if scale == "raw":
+        return np.ones(model.n_layer), None
+    v_norm = np.linalg.norm(dirs, axis=1).astype(np.float64)  # [n_layer]
+    zero = [L for L in layers if v_norm[L] == 0]
+    if zero:
+        raise ValueError(f"the vector is zero at layer {zero[0]}; relative scale needs a direction there")
+    ref = residual_norms(model, prompts)  # [n_layer]
+    return np.where(v_norm > 0, ref / np.where(v_norm > 0, v_norm, 1.0), 0.0), ref

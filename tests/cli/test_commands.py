@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 import pyintro
-from pyintro.cli import main, parse_spec
+from pyintro.cli import main
+from pyintro.cli.options import parse_spec
 
 GRID = ["--layers", "0,14,29", "--strengths", "0,6"]
 
@@ -178,7 +179,9 @@ def test_sweep_ctrl_c_saves_whole_batches_and_says_how_to_resume(caps, tmp_path)
     out = tmp_path / "big.csv"
     cmd = [sys.executable, "-m", "pyintro.cli", "sweep", "--vector", str(caps), "--threads", "1",
            "--layers", "0:30", "--strengths", "0:12", "--out", str(out)]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default in the child, even when this run's shell started us in the background
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if out.exists() and len(out.read_text().splitlines()) > 1:
@@ -292,3 +295,11 @@ def test_quantize_never_overwrites_its_input(tmp_path):
         quantize(link, src, "q8_0")
     assert (src.stat().st_size, src.stat().st_mtime_ns) == before
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_library_warnings_reach_the_user_once_each(tmp_path):
+    # ConceptVector.save warns that llama.cpp ignores layer 0; the CLI shows it, once.
+    result = CliRunner().invoke(main, ["extract", "pair", "--positive", "HELLO", "--negative", "hello", "--threads", "2",
+                                       "--out", str(tmp_path / "v.gguf")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("Warning: v.gguf: layer 0") == 1

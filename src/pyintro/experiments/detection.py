@@ -15,8 +15,9 @@ from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from pyintro.injection import Injection
-from pyintro.sweep import _check_layers, _check_strengths, directions, strength_factors
+from pyintro.injection import Injection, layer_list, strength_list
+from pyintro.progress import Progress
+from pyintro.vectors import directions, strength_factors
 
 PREAMBLE = (
     "I study the internals of language models like you, and I can read and change your neural "
@@ -79,6 +80,7 @@ def run_detection(
     seed: int = 0,
     scale: str = "raw",
     system: Optional[str] = None,
+    progress=None,
 ) -> dict:
     """Run the detection experiment over layers x strengths, ``n`` trials per cell (batched).
 
@@ -90,11 +92,11 @@ def run_detection(
     false_positive_rate, n; "trials": one dict per trial with its text and grades;
     "false_positive_rate", "control_identification_rate", "concept", "prompt_ids", "k"}.
     Trials in a cell are sampled with a seed derived from (seed, layer, strength index), so the
-    same seed gives the same result.
+    same seed gives the same result. ``progress``: as in ``pyintro.progress`` (over trials).
     """
     dirs = directions(vector, model.n_layer, model.n_embd)  # [n_layer, n_embd]
-    layers = _check_layers(model, layers)
-    strengths = _check_strengths(strengths)
+    layers = layer_list(layers, model.n_layer)
+    strengths = strength_list(strengths)
     if concept is None:
         name = getattr(vector, "name", "")
         if not name:
@@ -125,17 +127,20 @@ def run_detection(
                            "text": text, "detected": g.detected, "identified": g.identified})
         return graded
 
-    control = run(_seed(seed, 0), [], n_control, None, 0.0)
-    fp = float(np.mean([g.detected for g in control]))
     rates = []
-    for L in layers:
-        for j, s in enumerate(strengths):
-            inj = [Injection(dirs, L, s * factor[L], positions=k)]
-            graded = run(_seed(seed, 1, L, j), inj, n, L, s)
-            rates.append({"layer": L, "strength": s, "n": n,
-                          "detection_rate": float(np.mean([g.detected for g in graded])),
-                          "identification_rate": float(np.mean([g.identified for g in graded])),
-                          "false_positive_rate": fp})
+    with Progress(progress, n_control + n * len(layers) * len(strengths), "trials", "trial") as bar:
+        control = run(_seed(seed, 0), [], n_control, None, 0.0)
+        bar.advance(n_control)
+        fp = float(np.mean([g.detected for g in control]))
+        for L in layers:
+            for j, s in enumerate(strengths):
+                inj = [Injection(dirs, L, s * factor[L], positions=k)]
+                graded = run(_seed(seed, 1, L, j), inj, n, L, s)
+                bar.advance(n)
+                rates.append({"layer": L, "strength": s, "n": n,
+                              "detection_rate": float(np.mean([g.detected for g in graded])),
+                              "identification_rate": float(np.mean([g.identified for g in graded])),
+                              "false_positive_rate": fp})
     return {"rates": rates, "trials": trials, "false_positive_rate": fp,
             "control_identification_rate": float(np.mean([g.identified for g in control])),
             "concept": concept, "prompt_ids": ids, "k": k}

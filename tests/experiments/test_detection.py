@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pyintro.generation import PREAMBLE, TRIAL, grade, run_detection, trial_prompt
+from pyintro.experiments.detection import PREAMBLE, TRIAL, grade, run_detection, trial_prompt
 
 
 class Named:

