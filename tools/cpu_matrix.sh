@@ -8,8 +8,9 @@
 #   CPU_MATRIX_DIR=build/cpu-matrix          # where wheels, venvs and logs go
 #   CPU_MATRIX_PYTEST="-m 'not slow'"        # pytest arguments (default: the README's command)
 #
-# Prints one line per variant and writes $CPU_MATRIX_DIR/results.md (the table in
-# docs/numerics.md). A build takes ~6-8 min on 2 cores; wheels are kept and reused.
+# Prints one line per variant and writes $CPU_MATRIX_DIR/results.md (the tables in
+# docs/numerics.md): the test results, then how far a full `pyintro run` grid moves between
+# the builds (bench/cross_cpu.py). A build takes ~6-8 min on 2 cores; wheels are kept.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${CPU_MATRIX_DIR:-$root/build/cpu-matrix}
@@ -27,6 +28,7 @@ flags() {
 }
 
 variants=("$@")
+cross=()
 if [ ${#variants[@]} -eq 0 ]; then
     variants=(avx avx2)
     grep -q -w avx512f /proc/cpuinfo && variants+=(avx512)
@@ -63,11 +65,18 @@ for v in "${variants[@]}"; do
     summary=$(grep -E '^(=+ )?[0-9]+ (passed|failed)' "$dir/$v.pytest.log" | tail -1 | sed 's/=//g; s/^ *//; s/ *$//')
     echo "[$v] ${summary:-no summary, see $dir/$v.pytest.log}"
     echo "| $v | \`$args\` | ${summary:-see log} |" >> "$dir/results.md.tmp"
+    echo "[$v] the pyintro run grid (bench/cross_cpu.py)" >&2
+    (cd "$root" && "$venv/bin/python" bench/cross_cpu.py run --out "$dir/$v.cross.json") > "$dir/$v.cross.log" 2>&1 \
+        && cross+=("$dir/$v.cross.json")
 done
 {
     echo "Machine: $cpu, $(nproc) cores; $(date -u +%Y-%m-%d); $(cd "$root" && git rev-parse --short HEAD 2>/dev/null)"
     echo
     cat "$dir/results.md.tmp"
+    if [ ${#cross[@]} -gt 1 ]; then
+        echo
+        "$python" "$root/bench/cross_cpu.py" compare --markdown "${cross[@]}"
+    fi
 } > "$dir/results.md"
 rm -f "$dir/results.md.tmp"
 cat "$dir/results.md"
