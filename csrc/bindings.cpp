@@ -78,10 +78,11 @@ std::vector<T> to_vector(const py::handle & obj, const char * what, size_t n_exp
 
 // decode(tokens, pos, seq, output, inject=[(il, vec, scale)], capture_layers=[], capture_rows=[],
 //        gather_ids=None, logits=True) -> (logits [n_outputs, n_cols], capture [n_layers, n_rows, n_embd])
-// logits=False copies no logits out (the array is [0, 0]).
+// logits=False copies no logits out (the array is [0, 0]). stats=True adds a third result,
+// [n_outputs, 3] float64: each output row's full-vocabulary max, log-sum-exp and argmax.
 py::tuple engine_decode(Engine & eng, py::handle tokens, py::handle pos, py::handle seq, py::handle output,
                         py::list inject, py::handle capture_layers, py::handle capture_rows, py::handle gather_ids,
-                        bool want_logits) {
+                        bool want_logits, bool want_stats) {
     pyintro::DecodeRequest req;
     req.tokens = to_vector<int32_t>(tokens, "tokens");
     const size_t n = req.tokens.size();
@@ -119,16 +120,19 @@ py::tuple engine_decode(Engine & eng, py::handle tokens, py::handle pos, py::han
     size_t n_out = 0;
     for (uint8_t o : req.output) n_out += o ? 1 : 0;
     size_t n_cols = req.gather_ids.empty() ? (size_t) eng.n_vocab() : req.gather_ids.size();
-    if (!want_logits) n_out = n_cols = 0;
-    py::array_t<float> logits({n_out, n_cols});
+    py::array_t<double> stats({want_stats ? n_out : (size_t) 0, (size_t) 3});
+    if (!want_logits) n_cols = 0;
+    py::array_t<float> logits({want_logits ? n_out : (size_t) 0, n_cols});
     py::array_t<float> capture({req.capture_layers.size(), req.capture_rows.size(), (size_t) eng.n_embd()});
     pyintro::DecodeOutputs out;
     out.logits = want_logits ? logits.mutable_data() : nullptr;
+    out.stats = want_stats ? stats.mutable_data() : nullptr;
     out.capture = capture.mutable_data();
     {
         py::gil_scoped_release release;
         eng.decode(req, out);
     }
+    if (want_stats) return py::make_tuple(logits, capture, stats);
     return py::make_tuple(logits, capture);
 }
 
@@ -177,6 +181,9 @@ PYBIND11_MODULE(_engine, m) {
         .def_property_readonly("chat_template", &Engine::chat_template)
         .def("metadata", &Engine::metadata)
         .def("is_eog", &Engine::is_eog)
+        .def_property_readonly("bos", &Engine::bos)
+        .def_property_readonly("eos", &Engine::eos)
+        .def_property_readonly("add_bos", &Engine::add_bos)
         .def_property_readonly("recurrent", &Engine::recurrent)
         .def("tokenize", &Engine::tokenize, py::arg("text"), py::arg("add_special"), py::arg("parse_special"))
         // Bytes, not str: a token can hold part of a UTF-8 character; Python decodes with "replace".
@@ -189,7 +196,7 @@ PYBIND11_MODULE(_engine, m) {
         .def("decode", &engine_decode, py::arg("tokens"), py::arg("pos"), py::arg("seq"), py::arg("output"),
              py::arg("inject") = py::list(), py::arg("capture_layers") = py::array_t<int32_t>(0),
              py::arg("capture_rows") = py::array_t<int32_t>(0), py::arg("gather_ids") = py::none(),
-             py::arg("logits") = true)
+             py::arg("logits") = true, py::arg("stats") = false)
         .def("layer_hits", [](Engine & e) { return e.hook().layer_hits(); })
         .def_property_readonly("last_calls", &Engine::last_calls)
         // Test seams for the GPU path (see Hook): force ggml_backend_tensor_get/set, count them.
@@ -211,6 +218,7 @@ PYBIND11_MODULE(_engine, m) {
     m.def("supports_gpu_offload", &pyintro::supports_gpu_offload);
     m.def("backend_devices", &pyintro::backend_devices);
     m.def("system_info", &pyintro::system_info);
+    m.def("builtin_templates", &pyintro::builtin_templates);
     m.attr("LLAMA_MAX_SEQ") = (int) llama_max_parallel_sequences();
     m.attr("MAX_SEQ") = (int) llama_max_parallel_sequences() - 1;  // one is kept for padding rows
 }

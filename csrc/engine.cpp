@@ -23,6 +23,16 @@ bool supports_gpu_offload() { return llama_supports_gpu_offload(); }
 
 std::string system_info() { return llama_print_system_info(); }
 
+std::vector<std::string> builtin_templates() {
+    std::vector<const char *> names(256);
+    int32_t n = llama_chat_builtin_templates(names.data(), names.size());
+    if (n > (int32_t) names.size()) {
+        names.resize(n);
+        n = llama_chat_builtin_templates(names.data(), names.size());
+    }
+    return std::vector<std::string>(names.begin(), names.begin() + std::max(0, n));
+}
+
 std::vector<std::vector<std::string>> backend_devices() {
     std::vector<std::vector<std::string>> out;
     for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
@@ -45,6 +55,23 @@ namespace {
 std::string with_reason(std::string what) {
     std::string why = log_last_errors();
     return why.empty() ? what : what + ": " + why;
+}
+
+// out = (max, log-sum-exp, argmax) of row[0 .. n); the sum of exp(x - max) runs in double.
+// False if the row holds NaN or Inf.
+bool row_stats(const float * row, int32_t n, double * out) {
+    int32_t best = 0;
+    for (int32_t c = 0; c < n; ++c) {
+        if (!std::isfinite(row[c])) return false;
+        if (row[c] > row[best]) best = c;
+    }
+    const double m = row[best];
+    double sum = 0.0;
+    for (int32_t c = 0; c < n; ++c) sum += std::exp((double) row[c] - m);
+    out[0] = m;
+    out[1] = m + std::log(sum);
+    out[2] = best;
+    return true;
 }
 
 // Rows of one llama_decode call holding n real rows of which o are outputs, once padded:
@@ -190,6 +217,21 @@ std::vector<std::pair<std::string, std::string>> Engine::metadata() const {
 bool Engine::is_eog(int32_t token) const {
     check_ctx();
     return llama_vocab_is_eog(vocab_, token);
+}
+
+int32_t Engine::bos() const {
+    check_ctx();
+    return llama_vocab_bos(vocab_);
+}
+
+int32_t Engine::eos() const {
+    check_ctx();
+    return llama_vocab_eos(vocab_);
+}
+
+bool Engine::add_bos() const {
+    check_ctx();
+    return llama_vocab_get_add_bos(vocab_);
 }
 
 // ---------------------------------------------------------------------------
@@ -450,28 +492,30 @@ void Engine::decode_chunk(const DecodeRequest & req, const DecodeOutputs & out, 
     std::string err = hook_.end_chunk(arch());
     if (!err.empty()) throw std::runtime_error(err);
 
-    if (out.logits == nullptr) return;
+    if (out.logits == nullptr && out.stats == nullptr) return;
     const bool gather = !req.gather_ids.empty();
     const size_t n_cols = gather ? req.gather_ids.size() : (size_t) n_vocab_;
     int32_t k = out_begin;
-    for (int32_t i = 0; i < n_out_real; ++i) {
+    for (int32_t i = 0; i < n_out_real; ++i, ++k) {
         const int32_t j = chunk.out_rows[i];
         const float * row = llama_get_logits_ith(ctx_.get(), j);
         if (row == nullptr) throw std::runtime_error("llama.cpp returned no logits for row " + std::to_string(begin + j));
+        // Never hand back NaN/Inf: a too-strong injection (or a broken model) says so here.
+        auto bad = [&]() {
+            return std::runtime_error("row " + std::to_string(begin + j) + " produced non-finite logits (NaN or Inf); "
+                                      "lower the strength (or check the model file)");
+        };
+        if (out.stats != nullptr && !row_stats(row, n_vocab_, out.stats + (size_t) k * 3)) throw bad();
+        if (out.logits == nullptr) continue;
         float * dst = out.logits + (size_t) k * n_cols;
         if (gather) {
             for (size_t c = 0; c < n_cols; ++c) dst[c] = row[req.gather_ids[c]];
         } else {
             std::memcpy(dst, row, n_cols * sizeof(float));
         }
-        // Never hand back NaN/Inf: a too-strong injection (or a broken model) says so here.
         for (size_t c = 0; c < n_cols; ++c) {
-            if (!std::isfinite(dst[c])) {
-                throw std::runtime_error("row " + std::to_string(begin + j) + " produced non-finite logits (NaN or Inf); "
-                                         "lower the strength (or check the model file)");
-            }
+            if (!std::isfinite(dst[c])) throw bad();
         }
-        ++k;
     }
 }
 

@@ -58,9 +58,13 @@ struct DecodeRequest {
 // Where results go; buffers are owned by the caller (numpy arrays).
 // logits:  [n_outputs, n_cols], n_cols = gather_ids.size() or n_vocab; nullptr: no logits
 // capture: [n_capture_layers, n_capture_rows, n_embd]
+// stats:   [n_outputs, 3]: each output row's full-vocabulary max, log-sum-exp (summed in
+//          double) and argmax; nullptr: none. Lets a caller that gathers a few ids still
+//          normalise them, without copying n_vocab floats per row out.
 struct DecodeOutputs {
     float * logits  = nullptr;
     float * capture = nullptr;
+    double * stats  = nullptr;
 };
 
 struct ModelFree { void operator()(llama_model * m) const; };
@@ -89,6 +93,10 @@ public:
     std::string chat_template() const;
     std::vector<std::pair<std::string, std::string>> metadata() const;
     bool is_eog(int32_t token) const;
+    // The vocabulary's begin-of-sequence token (-1: none) and whether prompts should start with it.
+    int32_t bos() const;
+    int32_t eos() const;
+    bool add_bos() const;
     // Recurrent (Mamba, RWKV) or hybrid memory.
     bool recurrent() const;
 
@@ -144,5 +152,7 @@ bool supports_gpu_offload();
 std::vector<std::vector<std::string>> backend_devices();
 // llama.cpp's feature string ("CPU : SSE3 = 1 | AVX = 1 | ...").
 std::string system_info();
+// The chat template names llama.cpp knows ("chatml", "llama3", "gemma", ...).
+std::vector<std::string> builtin_templates();
 
 }  // namespace pyintro

@@ -68,7 +68,7 @@ N_CTX = 256
 def load(path):
     import pyintro
 
-    return pyintro.Model.load(path, n_threads=1, n_ctx=N_CTX)
+    return pyintro.Model.load(path, n_threads=1, n_ctx=N_CTX, chat_template="raw")  # tiny files have no template
 
 
 def direction(n_embd: int, seed: int = 0) -> np.ndarray:

@@ -77,14 +77,20 @@ def test_belief_under_injection(m, ids):
 def test_scores_gathered_mode_normalises_over_the_answer_tokens(m, ids):
     yes, no = yes_no_ids(m)
     inj = [[], [Injection(np.ones(m.n_embd, np.float32), 5, 3.0)]]
-    full = m.points(ids, inj)  # [2, n_vocab]
-    part = m.points(ids, inj, vocab_ids=yes + no)  # [2, n_yes + n_no]
-    s_full = scores(full, yes, no)
-    s_part = scores(part, range(len(yes)), range(len(yes), len(yes) + len(no)), full_vocab=False)
-    assert np.array_equal(s_part["b"], s_full["b"])  # the same logits, gathered or not
-    assert s_part["p_yes"] + s_part["p_no"] == pytest.approx(np.ones(2))
-    assert s_part["top"] is None
-    assert list(s_full["top"]) == list(np.argmax(full, axis=1))
+    full, stats = m.points(ids, inj, stats=True)  # [2, n_vocab], [2, 3]
+    part, part_stats = m.points(ids, inj, vocab_ids=yes + no, stats=True)  # [2, n_yes + n_no], [2, 3]
+    cols = range(len(yes)), range(len(yes), len(yes) + len(no))
+    s_full, s_part, s_norm = scores(full, yes, no, stats), scores(part, *cols, part_stats), scores(part, *cols)
+    # The engine's row statistics are the full rows' (the same decodes: exact), so gathering
+    # changes nothing; the log-sum-exp is summed in double, as here in numpy (float64 rounding).
+    assert np.array_equal(stats, part_stats)
+    assert list(stats[:, 2]) == list(np.argmax(full, axis=1)) and np.array_equal(stats[:, 0], full.max(axis=1))
+    assert stats[:, 1] == pytest.approx([lse(r) for r in full], rel=1e-12)
+    for s in (s_part, s_norm):
+        assert np.array_equal(s["b"], s_full["b"])  # the same logits, gathered or not
+    assert np.array_equal(s_part["p_yes"], s_full["p_yes"]) and list(s_part["top"]) == list(s_full["top"])
+    assert s_norm["p_yes"] + s_norm["p_no"] == pytest.approx(np.ones(2))  # normalised over the answer tokens
+    assert s_norm["top"] is None
     with pytest.raises(ValueError, match="2-D"):
         scores(full[0], yes, no)
 

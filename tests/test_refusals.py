@@ -27,13 +27,13 @@ def one_line(e: BaseException) -> str:
 def test_encoder_decoder_is_refused_at_load(folder):
     # T5 used to load, then abort the process at its first decode ("llama_encode must be called first").
     with pytest.raises(ValueError) as e:
-        pyintro.Model.load(tiny("t5", folder), n_threads=1, n_ctx=256)
+        pyintro.Model.load(tiny("t5", folder), n_threads=1, n_ctx=256, chat_template="raw")
     assert "encoder-decoder" in one_line(e.value) and "decoder-only" in str(e.value)
 
 
 def test_encoder_decoder_cannot_crash_the_interpreter(folder):
     code = ("import sys, pyintro\n"
-            "try:\n    pyintro.Model.load(sys.argv[1], n_threads=1, n_ctx=256)\n"
+            "try:\n    pyintro.Model.load(sys.argv[1], n_threads=1, n_ctx=256, chat_template='raw')\n"
             "except ValueError as e:\n    print('refused')\n")
     r = subprocess.run([sys.executable, "-c", code, str(tiny("t5", folder))], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip() == "refused", r.stderr[-500:]
@@ -42,7 +42,7 @@ def test_encoder_decoder_cannot_crash_the_interpreter(folder):
 def test_several_residual_streams_per_token_are_refused(folder):
     # gemma3n's l_out-<il> is [n_embd, n_tokens, 4] (four "altup" streams): adding to one row
     # per token would be a silently wrong answer, so injection and capture refuse it.
-    with pyintro.Model.load(tiny("gemma3n", folder), n_threads=1, n_ctx=256) as m:
+    with pyintro.Model.load(tiny("gemma3n", folder), n_threads=1, n_ctx=256, chat_template="raw") as m:
         ids = [5, 6, 7, 8]
         clean = m.logits(ids)  # a plain decode (no hook) is llama.cpp's own and fine
         assert np.all(np.isfinite(clean))
@@ -56,6 +56,6 @@ def test_several_residual_streams_per_token_are_refused(folder):
 
 def test_recurrent_and_kv_less_models_stay_refused(folder):
     with pytest.raises(ValueError, match="recurrent"):
-        pyintro.Model.load(tiny("mamba", folder), n_threads=1, n_ctx=256)
+        pyintro.Model.load(tiny("mamba", folder), n_threads=1, n_ctx=256, chat_template="raw")
     with pytest.raises(ValueError, match="no KV cache"):
-        pyintro.Model.load(tiny("bert", folder), n_threads=1, n_ctx=256)
+        pyintro.Model.load(tiny("bert", folder), n_threads=1, n_ctx=256, chat_template="raw")

@@ -98,11 +98,13 @@ class Decoder:
         return n if per_decode < 2 or n < per_decode else n // per_decode * per_decode
 
     def points(self, ids: list[int], specs: list[list[Spec]], first: int, out_rows: list[int],
-               gather: Optional[np.ndarray], n_cols: int) -> np.ndarray:
-        """Every point's logits at ``out_rows``: [n_points, n_rows, n_cols]. The prompt before
-        ``first`` is the shared prefix; points are decoded in engine calls that each hold
-        ``points_per_call`` of them."""
-        parts = []  # one logits array per call, used as is (a call of full rows is tens of MB)
+               gather: Optional[np.ndarray], n_cols: int, stats: bool = False):
+        """Every point's logits at ``out_rows``: [n_points, n_rows, n_cols], and with ``stats``
+        their full-vocabulary (max, log-sum-exp, argmax) [n_points, n_rows, 3] (else None). The
+        prompt before ``first`` is the shared prefix; points are decoded in engine calls that
+        each hold ``points_per_call`` of them."""
+        parts, stat_parts = [], []  # one array per call, used as is (a call of full rows is tens of MB)
+        shape = (len(out_rows),)
         with self.lock:
             self.ensure_prefix(ids[:first])
             suffix = np.asarray(ids[first:], dtype=np.int32)
@@ -111,19 +113,21 @@ class Decoder:
             try:
                 for start in range(0, len(specs), per_call):
                     chunk = specs[start:start + per_call]
-                    logits = self.suffix_points(suffix, first, chunk, rel_rows, gather)
-                    parts.append(logits.reshape(len(chunk), len(out_rows), n_cols))
+                    logits, st = self.suffix_points(suffix, first, chunk, rel_rows, gather, stats)
+                    parts.append(logits.reshape((len(chunk),) + shape + (n_cols,)))
+                    if stats:
+                        stat_parts.append(st.reshape((len(chunk),) + shape + (3,)))
                     self.engine.seq_rm(-1, first, -1)
             finally:
                 self.clear_from(first)
-        if not parts:
-            return np.empty((0, len(out_rows), n_cols), dtype=np.float32)
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return _joined(parts, shape + (n_cols,), np.float32), (_joined(stat_parts, shape + (3,), np.float64)
+                                                                if stats else None)
 
     def suffix_points(self, suffix: np.ndarray, start: int, point_specs: list[list[Spec]],
-                      rel_rows: np.ndarray, gather: Optional[np.ndarray]) -> np.ndarray:
+                      rel_rows: np.ndarray, gather: Optional[np.ndarray], stats: bool = False):
         """Decode ``suffix`` (positions start..) once per point, point j in sequence j, over the
-        shared prefix in sequence 0. Returns logits ``[n_points * len(rel_rows), n_cols]``."""
+        shared prefix in sequence 0. Returns (logits ``[n_points * len(rel_rows), n_cols]``,
+        stats ``[..., 3]`` or None)."""
         n_pts, s_len = len(point_specs), len(suffix)
         for j in range(1, n_pts):
             self.engine.seq_cp(0, j, -1, -1)
@@ -141,8 +145,8 @@ class Decoder:
                     merged[key] = (s.vec, np.zeros(n_pts * s_len, np.float32))
                 merged[key][1][j * s_len : (j + 1) * s_len] += s.scale[start:]
         inject = [(il, vec, scale) for (il, _), (vec, scale) in merged.items()]
-        logits, _ = self.engine.decode(tokens, pos, seq, out, inject, _NONE, _NONE, gather)
-        return logits
+        res = self.engine.decode(tokens, pos, seq, out, inject, _NONE, _NONE, gather, stats=stats)
+        return res[0], (res[2] if stats else None)
 
     def step(self, tokens: Sequence[int], pos: int, seqs: Sequence[int], specs: Sequence[Spec]) -> np.ndarray:
         """One generation step: token i at position ``pos`` in sequence seqs[i], the continuing
@@ -193,6 +197,12 @@ class Decoder:
             finally:
                 self.clear_from(0)
         return result
+
+
+def _joined(parts: list[np.ndarray], tail: tuple, dtype) -> np.ndarray:
+    if not parts:
+        return np.empty((0,) + tail, dtype=dtype)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def plan_batches(lengths: Sequence[int], n_seq: int, n_rows: int) -> list[list[int]]:

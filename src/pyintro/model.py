@@ -13,9 +13,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from pyintro import prompts
 from pyintro._native import _engine
 from pyintro.decode import Decoder, Spec, drain_log, first_injected
-from pyintro.files import check_gguf_file, default_model_path, file_type_name
+from pyintro.files import check_gguf_file, file_type_name, resolve_model
 from pyintro.generate import generate, sampler
 from pyintro.injection import Injection, layer_list
 
@@ -37,13 +38,19 @@ class Model:
     serialised by a lock. Use one Model per thread to run in parallel.
     """
 
-    def __init__(self, engine: "_engine.Engine", path: Path, n_gpu_layers: int = 0):
+    def __init__(self, engine: "_engine.Engine", path: Path, n_gpu_layers: int = 0, chat_template: str = "auto",
+                 user_prefix: str | None = None, assistant_prefix: str | None = None):
         self._decoder = Decoder(engine)
         self._engine = engine
         self.path = path
         self.n_gpu_layers = n_gpu_layers
         self._sha256: str | None = None
         self._meta = dict(engine.metadata())
+        try:
+            self.prompt_format = prompts.resolve(engine, chat_template, user_prefix, assistant_prefix, path.name)
+        except BaseException:
+            engine.close()
+            raise
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -57,8 +64,12 @@ class Model:
         n_seq_max: int = 128,
         eval_callback: bool = True,
         batch_invariant: bool = True,
+        chat_template: str = "auto",
+        user_prefix: str | None = None,
+        assistant_prefix: str | None = None,
     ) -> "Model":
-        """Load a GGUF file; ``path=None`` loads the default model.
+        """Load a GGUF file: a path, an alias ("smollm2", "gemma3-270m"), "org/repo:file.gguf"
+        from the local Hugging Face cache, or None for the default model (``files.resolve_model``).
 
         n_gpu_layers: layers to offload (-1: all); has no effect on a CPU-only build.
         n_ctx:        KV cells shared by all sequences: a call's prompt plus all its points' tokens
@@ -71,8 +82,13 @@ class Model:
                       ran alone: on the CPU they are bit-identical (docs/numerics.md). False:
                       llama.cpp's throughput settings (512-row calls, no padding), whose results
                       depend on the batch in the last bits.
+        chat_template: how ``chat`` formats prompts: "auto" (the file's own template; a base
+                      model without one falls back to "raw" with a warning), a llama.cpp built-in
+                      name ("chatml", "llama3", ...), a Jinja file path, or "raw" (a
+                      "Human: ...\n\nAssistant:" transcript; ``user_prefix`` / ``assistant_prefix``
+                      change its labels). See ``pyintro.prompts``.
         """
-        p = Path(path).expanduser() if path is not None else default_model_path()
+        p = resolve_model(path)
         check_gguf_file(p)
         if n_threads is None:
             n_threads = _default_threads()
@@ -91,11 +107,13 @@ class Model:
         params.flash_attn = True
         if not batch_invariant:
             params.n_batch, params.row_quantum = 512, 1
-        return cls.from_params(params)
+        return cls.from_params(params, chat_template=chat_template, user_prefix=user_prefix,
+                               assistant_prefix=assistant_prefix)
 
     @classmethod
-    def from_params(cls, params: "_engine.EngineParams") -> "Model":
-        """A Model on engine parameters set by hand (benchmarks compare decode settings this way)."""
+    def from_params(cls, params: "_engine.EngineParams", **prompt_format) -> "Model":
+        """A Model on engine parameters set by hand (benchmarks compare decode settings this way);
+        ``prompt_format``: Model.load's chat_template, user_prefix and assistant_prefix."""
         p = Path(params.path)
         _engine.log_install()  # importing llama_cpp installs its own log callback; take it back
         try:
@@ -108,7 +126,7 @@ class Model:
             raise ValueError(f"architecture '{arch}' keeps recurrent state (Mamba/RWKV-style, or a hybrid): "
                              "llama.cpp cannot roll it back to a shared prompt prefix, so pyintro's batched "
                              f"points would be wrong; use a transformer model: '{p}'")
-        return cls(engine, p, int(params.n_gpu_layers))
+        return cls(engine, p, int(params.n_gpu_layers), **prompt_format)
 
     def reset(self) -> None:
         """Forget the cached prompt prefix (sequence 0's KV cells); the next call decodes its
@@ -224,17 +242,27 @@ class Model:
     def token_str(self, token: int) -> str:
         return self._engine.token_piece(int(token)).decode("utf-8", errors="replace")
 
+    def render(self, messages: prompts.Messages, add_assistant: bool = True) -> str:
+        """The prompt text of ``messages`` [(role, content)] in this model's prompt format
+        (``prompt_format``); ``add_assistant`` ends it where the assistant speaks."""
+        return prompts.render(self.prompt_format, self._engine, messages, add_assistant)
+
     def chat_text(self, user: str, system: str | None = None) -> str:
-        """The prompt text in the model's chat template, ending where the assistant speaks."""
-        messages = []
-        if system:
-            messages.append(("system", system))
-        messages.append(("user", user))
-        return self._engine.apply_chat_template(messages, True)
+        """The prompt text of one user turn (after ``system``), ending where the assistant speaks."""
+        return self.render(([("system", system)] if system else []) + [("user", user)])
+
+    def prompt_ids(self, text: str) -> list[int]:
+        """Token ids of prompt text (special tokens parsed), starting with the vocabulary's
+        begin-of-sequence token when the model wants one and the text does not hold it."""
+        ids = self.tokenize(text)
+        bos = self._engine.bos
+        if self._engine.add_bos and bos >= 0 and (not ids or ids[0] != bos):
+            ids = [bos] + ids
+        return ids
 
     def chat(self, user: str, system: str | None = None) -> list[int]:
         """Token ids of ``chat_text(user, system)``."""
-        return self.tokenize(self.chat_text(user, system))
+        return self.prompt_ids(self.chat_text(user, system))
 
     def is_eog(self, token: int) -> bool:
         return bool(self._engine.is_eog(int(token)))
@@ -266,7 +294,8 @@ class Model:
         vocab_ids: Sequence[int] | None = None,
         rows: Sequence[int] | None = None,
         reuse_prefix: bool = True,
-    ) -> np.ndarray:
+        stats: bool = False,
+    ):
         """Run one prompt under many injections at once: ``[n_points, n_rows, n_cols]``.
 
         The prompt up to the first injected token (or the first requested row) is decoded
@@ -274,6 +303,9 @@ class Model:
         engine call. ``vocab_ids`` gathers only those logits (in C++); ``rows`` defaults to the
         last. Returns ``[n_points, n_cols]`` when ``rows`` is None. ``reuse_prefix=False`` shares
         nothing: every point decodes the whole prompt (the naive way, for comparisons).
+        ``stats=True`` returns ``(logits, stats)``, stats ``[n_points, (n_rows,) 3]`` float64:
+        each row's full-vocabulary max, log-sum-exp and argmax, computed in C++ (with
+        ``vocab_ids``, no row of n_vocab floats is copied out).
         """
         ids = self._check_ids(ids)
         n = len(ids)
@@ -286,8 +318,10 @@ class Model:
         first = first_injected([s for sp in specs for s in sp], out_rows[0]) if reuse_prefix else 0
         gather = None if vocab_ids is None else self._check_vocab_ids(vocab_ids)
         n_cols = self.n_vocab if gather is None else len(gather)
-        result = self._decoder.points(ids, specs, first, out_rows, gather, n_cols)
-        return result[:, 0, :] if rows is None else result
+        logits, st = self._decoder.points(ids, specs, first, out_rows, gather, n_cols, stats)
+        if rows is None:
+            logits, st = logits[:, 0, :], None if st is None else st[:, 0, :]
+        return (logits, st) if stats else logits
 
     def points_per_call(self, first: int, n_suffix: int) -> int:
         """How many points ``points`` decodes per engine call when the prompt before row ``first``

@@ -69,29 +69,14 @@ def logsumexp(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.squeeze(m, axis) + np.log(np.sum(np.exp(x - m), axis=axis))
 
 
-def log_partition(logits: np.ndarray, overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(logsumexp over the vocabulary [n] float64, argmax [n]) for each row of ``logits`` [n, n_vocab].
+def scores(logits: np.ndarray, yes_cols: Sequence[int], no_cols: Sequence[int], stats=None) -> dict:
+    """b, p_yes, p_no (and the top token id) for each row of ``logits`` [n, n_cols].
 
-    One float32 pass for the exponentials (about 25 ms for 256 x 49152 on one core).
-    overwrite=True works in ``logits``' memory (a float32 array the caller no longer needs)."""
-    logits = np.asarray(logits, dtype=np.float32)
-    top = np.argmax(logits, axis=1)  # [n]
-    m = logits[np.arange(len(logits)), top][:, None]  # [n, 1] row maxima
-    e = np.subtract(logits, m, out=logits if overwrite and logits.flags.writeable else None)
-    np.exp(e, out=e)
-    return m[:, 0].astype(np.float64) + np.log(e.sum(axis=1).astype(np.float64)), top.astype(np.int64)
-
-
-def scores(logits: np.ndarray, yes_cols: Sequence[int], no_cols: Sequence[int], full_vocab: bool = True,
-           overwrite: bool = False) -> dict:
-    """b, p_yes, p_no (and top token id) for each row of ``logits`` [n, n_cols].
-
-    full_vocab=True:  ``logits`` are full-vocabulary rows; p_* are softmax probabilities over
-                      the whole vocabulary and ``top`` is the argmax token id.
-    full_vocab=False: ``logits`` hold gathered columns only; p_* are normalised over the
-                      gathered columns only (p_yes + p_no = 1 when only Yes/No were gathered)
-                      and ``top`` is None.
-    overwrite=True lets it use ``logits``' memory as scratch (their values are lost).
+    stats: [n, 3] float64, each row's full-vocabulary (max, log-sum-exp, argmax) as
+           ``Model.points(..., stats=True)`` returns them: p_* are then softmax probabilities
+           over the whole vocabulary and ``top`` is the argmax token id. None: p_* are
+           normalised over the columns of ``logits`` only (p_yes + p_no = 1 when only the Yes
+           and No ids were gathered) and ``top`` is None.
     Returns {"b": [n], "p_yes": [n], "p_no": [n], "top": [n] or None} as float64 / int64.
     """
     logits = np.asarray(logits)
@@ -99,17 +84,25 @@ def scores(logits: np.ndarray, yes_cols: Sequence[int], no_cols: Sequence[int], 
         raise ValueError(f"logits must be 2-D [n_rows, n_cols], got shape {logits.shape}")
     ly = logsumexp(logits[:, list(yes_cols)], axis=1)  # [n]
     ln = logsumexp(logits[:, list(no_cols)], axis=1)  # [n]
-    lz, top = log_partition(logits, overwrite) if full_vocab else (logsumexp(logits, axis=1), None)  # [n], [n]
+    if stats is None:
+        lz, top = logsumexp(logits, axis=1), None
+    else:
+        stats = np.asarray(stats, dtype=np.float64).reshape(len(logits), 3)
+        lz, top = stats[:, 1], stats[:, 2].astype(np.int64)
     return {"b": ly - ln, "p_yes": np.exp(ly - lz), "p_no": np.exp(ln - lz), "top": top}
 
 
-def from_logits(model, logits: np.ndarray, yes_ids: Sequence[int], no_ids: Sequence[int], k: int = 5) -> Belief:
-    """A Belief from one full-vocabulary logits row [n_vocab]."""
+def from_logits(model, logits: np.ndarray, yes_ids: Sequence[int], no_ids: Sequence[int], k: int = 5,
+                stats=None) -> Belief:
+    """A Belief from one full-vocabulary logits row [n_vocab] (and its ``stats`` row; None:
+    computed here in float64)."""
     row = np.asarray(logits, dtype=np.float32).reshape(-1)
     if row.shape[0] != model.n_vocab:
         raise ValueError(f"expected a full logits row of {model.n_vocab} values, got {row.shape[0]}")
-    s = scores(row[None, :], yes_ids, no_ids)
-    lz = log_partition(row[None, :])[0][0]
+    if stats is None:
+        stats = [float(row.max()), float(logsumexp(row)), float(np.argmax(row))]
+    s = scores(row[None, :], yes_ids, no_ids, stats)
+    lz = float(np.asarray(stats).reshape(3)[1])
     best = np.argsort(-row, kind="stable")[:k]
     top = [(model.token_str(int(t)), float(np.exp(float(row[t]) - lz))) for t in best]
     p_yes, p_no = float(s["p_yes"][0]), float(s["p_no"][0])
@@ -124,5 +117,5 @@ def belief(model, ids: Sequence[int], inject=(), yes: Optional[Sequence[str]] = 
     In a batch-invariant Model (the default), b equals the same point's b in any sweep, bit for bit.
     """
     yes_ids, no_ids = yes_no_ids(model, yes, no)
-    logits = model.points(ids, [list(inject)])[0]  # [n_vocab]
-    return from_logits(model, logits, yes_ids, no_ids)
+    logits, stats = model.points(ids, [list(inject)], stats=True)  # [1, n_vocab], [1, 3]
+    return from_logits(model, logits[0], yes_ids, no_ids, stats=stats[0])

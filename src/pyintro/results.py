@@ -185,12 +185,12 @@ def version(dist: str) -> Optional[str]:
 
 
 def provenance(model) -> dict:
-    """What produced a result: versions, the model file, and the decode settings and build
-    (CPU features) that a point's value depends on."""
+    """What produced a result: versions, the model file, the prompt format, and the decode
+    settings and build (CPU features) that a point's value depends on."""
     return {
         "pyintro": version("pyintro"), "llama_cpp_python": version("llama_cpp_python"),
         "model_path": str(model.path), "model_sha256": model.sha256, "quant_type": model.quant_type,
-        "numerics": model.numerics(),
+        "numerics": model.numerics(), "prompt_format": model.prompt_format.describe(),
     }
 
 

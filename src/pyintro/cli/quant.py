@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from pyintro.cli import main
-from pyintro.cli.options import check_out_file, gpu_layers_option, load_model, progress, spec_option, threads_option
+from pyintro.cli.options import (check_out_file, gpu_layers_option, load_model, progress, prompt_options,
+                                 spec_option, threads_option)
 
 
 @main.command()
@@ -16,7 +17,8 @@ from pyintro.cli.options import check_out_file, gpu_layers_option, load_model, p
 @click.option("--type", "types", multiple=True, required=True,
               help="Target type, repeatable: f16, q8_0, q6_k, q5_k_m, q4_k_m, q3_k_m, q2_k, ...")
 @click.option("--outdir", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
-@threads_option
+@click.option("--threads", type=click.IntRange(min=1), default=None, envvar="PYINTRO_THREADS",
+              help="Threads for the quantizer (default: all). [env PYINTRO_THREADS]")
 def quantize(src, types, outdir, threads):
     """Quantize SRC with llama.cpp's quantizer (a quantized SRC goes through F16 first)."""
     from pyintro.quantize import ladder
@@ -38,8 +40,9 @@ def quantize(src, types, outdir, threads):
               help="Drift figure (default: next to --out, .png).")
 @threads_option
 @gpu_layers_option
+@prompt_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def compare(models, vector, layers, strengths, out, plot_path, threads, gpu_layers, as_json):
+def compare(models, vector, layers, strengths, out, plot_path, as_json):
     """Run the same sweep on each model file and report the drift of b against the most precise."""
     from pyintro import plots
     from pyintro.experiments import compare as cmp
@@ -54,7 +57,7 @@ def compare(models, vector, layers, strengths, out, plot_path, threads, gpu_laye
             raise FileNotFoundError(f"model file not found: {path}")
 
     def load(path):
-        m = load_model(path, threads, gpu_layers)
+        m = load_model(path)
         try:
             directions(v, m.n_layer, m.n_embd)
         except ValueError as e:

@@ -23,13 +23,13 @@ def _out_vector_option(f):
 @extract.command("caps")
 @model_options
 @_out_vector_option
-def extract_caps(model_path, threads, gpu_layers, out):
+def extract_caps(out):
     """The all-caps vector: "HI! HOW ARE YOU?" minus "Hi! How are you?"."""
     from pyintro.experiments.post import CAPS
     from pyintro.extract import contrast
 
     check_out_file(out)
-    with load_model(model_path, threads, gpu_layers) as m:
+    with load_model() as m:
         contrast(m, CAPS[0], CAPS[1], name="caps").save(out)
     click.echo(f"wrote {out}")
 
@@ -39,12 +39,12 @@ def extract_caps(model_path, threads, gpu_layers, out):
 @click.option("--positive", required=True, help="Text on the positive side.")
 @click.option("--negative", required=True, help="Text on the negative side.")
 @_out_vector_option
-def extract_pair(model_path, threads, gpu_layers, positive, negative, out):
+def extract_pair(positive, negative, out):
     """Positive minus negative, at the last token of each chat-templated prompt."""
     from pyintro.extract import contrast
 
     check_out_file(out)
-    with load_model(model_path, threads, gpu_layers) as m:
+    with load_model() as m:
         contrast(m, positive, negative).save(out)
     click.echo(f"wrote {out}")
 
@@ -55,7 +55,7 @@ def extract_pair(model_path, threads, gpu_layers, positive, negative, out):
 @click.option("--baseline", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="File of baseline words, one per line (default: pyintro's ~100 words).")
 @_out_vector_option
-def extract_mean(model_path, threads, gpu_layers, concept, baseline, out):
+def extract_mean(concept, baseline, out):
     """The concept's activation minus the mean over baseline words (Lindsey 2025)."""
     from pyintro.extract import mean_difference, read_words
 
@@ -63,6 +63,6 @@ def extract_mean(model_path, threads, gpu_layers, concept, baseline, out):
         raise ValueError("the concept is empty; pass --concept WORD")
     words = None if baseline is None else read_words(baseline)
     check_out_file(out)
-    with load_model(model_path, threads, gpu_layers) as m:
+    with load_model() as m:
         mean_difference(m, concept, baseline=words, progress=progress()).save(out)
     click.echo(f"wrote {out}")

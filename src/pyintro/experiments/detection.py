@@ -55,8 +55,8 @@ def trial_prompt(model, system: Optional[str] = None) -> tuple[list[int], int]:
     token of the trial question (injection starts there)."""
     user = PREAMBLE + "\n\n" + TRIAL
     text = model.chat_text(user, system=system)
-    ids = model.tokenize(text)
-    head = model.tokenize(text[: text.index(TRIAL)])
+    ids = model.prompt_ids(text)
+    head = model.prompt_ids(text[: text.index(TRIAL)])
     k = 0
     while k < min(len(ids), len(head)) and ids[k] == head[k]:
         k += 1

@@ -41,7 +41,7 @@ INTS, FLOATS = ("layer",), ("strength", "b", "p_yes", "p_no", "added_norm")
 # Everything that changes a point's value; it must match between a CSV's sidecar and a sweep
 # resuming into it.
 SAME_ON_RESUME = ("pyintro", "llama_cpp_python", "model_sha256", "vector", "vector_sha256", "positions", "scale",
-                  "reference_norms", "full_vocab", "yes_ids", "no_ids", "prompts", "numerics")
+                  "reference_norms", "full_vocab", "yes_ids", "no_ids", "prompts", "numerics", "prompt_format")
 
 DEFAULT_STRENGTHS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 
@@ -91,10 +91,10 @@ def sweep(
     seed:      recorded in the sidecar (the sweep itself is deterministic; pass the seed you
                gave ``random_like`` for a null-control sweep).
     full_vocab: True: p_yes / p_no are softmax probabilities over the full vocabulary and
-               top_token is the most likely next token (full logits rows are copied out).
-               False: only the Yes/No logits are gathered; p_yes / p_no are then normalised
-               over the Yes and No tokens only (p_yes + p_no = 1) and top_token is "".
-               b is the same either way; use False when only b matters.
+               top_token is the most likely next token (the engine reduces each row to its
+               log-sum-exp and argmax; only the Yes/No logits are copied out). False: p_yes /
+               p_no are normalised over the Yes and No tokens only (p_yes + p_no = 1) and
+               top_token is "". b is the same either way.
     chunk:     at most this many points per engine call (and per CSV write).
     """
     dirs = directions(vector, model.n_layer, model.n_embd)  # [n_layer, n_embd]
@@ -119,8 +119,8 @@ def sweep(
         "positions": positions if isinstance(positions, str) else int(positions), "scale": scale,
         "full_vocab": bool(full_vocab), "yes_ids": yes_ids, "no_ids": no_ids,
         "yes_tokens": [model.token_str(t) for t in yes_ids], "no_tokens": [model.token_str(t) for t in no_ids],
-        "prompts": [{"kind": q.kind, "text": q.text, "system": q.system, "n_tokens": len(p)}
-                    for q, p in zip(qs, prompts)],
+        "prompts": [{"kind": q.kind, "text": q.text, "system": q.system, "n_tokens": len(p),
+                     "prompt_text": model.detokenize(p)} for q, p in zip(qs, prompts)],
         "grid": {"layers": layers, "strengths": strengths},
         "reference_norms": None if ref is None else [float(x) for x in ref],
         "columns": COLUMNS,
@@ -145,16 +145,17 @@ class _Runner:
         self.model, self.dirs, self.factor, self.positions = model, dirs, factor, positions
         self.v_norm = np.linalg.norm(dirs, axis=1).astype(np.float64)  # [n_layer]
         self.full_vocab, self.const = full_vocab, const
-        if full_vocab:
-            self.gather, self.cols = None, (yes_ids, no_ids)
-        else:  # columns of the gathered logits
-            self.gather = list(yes_ids) + list(no_ids)
-            self.cols = (list(range(len(yes_ids))), list(range(len(yes_ids), len(self.gather))))
+        # Only the Yes/No logits come back; with full_vocab the engine also returns each row's
+        # full-vocabulary log-sum-exp and argmax, so no row of n_vocab floats reaches Python.
+        self.gather = list(yes_ids) + list(no_ids)
+        self.cols = (list(range(len(yes_ids))), list(range(len(yes_ids), len(self.gather))))
         self._clean: dict[tuple, dict] = {}  # question -> scores of its uninjected point
 
     def _score(self, ids: list[int], points: list[list[Injection]]) -> dict:
-        logits = self.model.points(ids, points, vocab_ids=self.gather)  # [n_points, n_vocab or n_gather]
-        return scores(logits, *self.cols, full_vocab=self.full_vocab, overwrite=True)
+        if not self.full_vocab:
+            return scores(self.model.points(ids, points, vocab_ids=self.gather), *self.cols)  # [n_points, n_gather]
+        logits, stats = self.model.points(ids, points, vocab_ids=self.gather, stats=True)  # [n, n_gather], [n, 3]
+        return scores(logits, *self.cols, stats=stats)
 
     def __call__(self, q: Question, ids: list[int], part: list[tuple]) -> list[dict]:
         # Strength 0 adds nothing: those points are the question's clean point, decoded once.
