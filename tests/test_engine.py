@@ -1,6 +1,7 @@
 """The engine's invariants, on the default model."""
 
 import ctypes
+import dataclasses
 import subprocess
 import sys
 import threading
@@ -261,3 +262,30 @@ def test_capture_copies_no_logits(model, prompt):
     assert len(prompt) == 52 and model._engine.last_calls == 1
     cap = model.capture(prompt, layers=[model.n_layer - 1])
     assert cap.shape == (1, len(prompt), model.n_embd) and np.all(np.isfinite(cap))
+
+
+def test_prompt_tree_scores_equal_each_continuation_decoded_alone(model, prompt, vec):
+    # Invariant: a continuation scored in the prompt tree (its branch's KV shared through
+    # seq_cp, only its own tokens decoded) has the log-probabilities of prompt + continuation
+    # decoded from scratch: the same logits exactly; the log-sum-exp differs only in the order
+    # of a double-precision sum (numpy here, C++ there).
+    conts = [model.tokenize(t, special=False) for t in ("Yes, I detect an injected thought", "No", " Maybe so")]
+    other = model.chat("Is the sky green? Answer only by 'Yes' or 'No'.")
+    k = len(prompt) - 8
+    branches = [(prompt, [Injection(vec, 6, 3.0, positions=k)]), (prompt, []), (other, [Injection(vec, 20, 2.0, "last")])]
+    lp = model.score([b[0] for b in branches], [b[1] for b in branches], conts)
+    assert lp.shape == (3, 3, max(len(c) for c in conts))
+    for j, (ids, inject) in enumerate(branches):
+        # "last" means the prompt's last token, and continues onto the continuation: in the
+        # prompt + continuation decoded whole, that is "from token len(ids) - 1 on"
+        inject = [dataclasses.replace(i, positions=len(ids) - 1) if i.positions == "last" else i for i in inject]
+        for c, cont in enumerate(conts):
+            full = ids + cont
+            logits = model.logits(full, inject=inject, rows=list(range(len(ids) - 1, len(full) - 1)), reuse_prefix=False)
+            lse = logits.max(1) + np.log(np.exp(logits.astype(np.float64) - logits.max(1, keepdims=True)).sum(1))
+            ref = logits[np.arange(len(cont)), cont] - lse
+            np.testing.assert_allclose(lp[j, c, :len(cont)], ref, rtol=0, atol=1e-12)
+            assert np.all(np.isnan(lp[j, c, len(cont):]))
+    # one prompt for every point: the same numbers as the per-point form
+    same = model.score(prompt, [b[1] for b in branches[:2]], conts)
+    assert np.array_equal(same, lp[:2], equal_nan=True)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import pyintro
-from pyintro.data import BASELINE_WORDS, CONCEPT_WORDS
+from pyintro.stimuli import BASELINE_WORDS, CONCEPT_WORDS
 from pyintro.extract import contrast, mean_difference, pca
 from pyintro.vectors import ConceptVector
 
@@ -28,7 +28,9 @@ def model():
 
 
 def test_word_lists():
-    assert len(BASELINE_WORDS) == 100 and len(set(BASELINE_WORDS)) == 100
+    # The paper's lists, as printed: 100 baseline entries with "Butterflies" twice.
+    assert len(BASELINE_WORDS) == 100 and len(set(BASELINE_WORDS)) == 99
+    assert BASELINE_WORDS.count("Butterflies") == 2
     assert len(CONCEPT_WORDS) == 50 and len(set(CONCEPT_WORDS)) == 50
     assert not set(BASELINE_WORDS) & set(CONCEPT_WORDS)
     assert all(w and w == w.strip() and w[0].isupper() for w in BASELINE_WORDS + CONCEPT_WORDS)

@@ -5,7 +5,7 @@ Layer convention: "layer L" is the output of block L (0-based), llama.cpp's tens
 GGUF file it is the tensor ``direction.L``.
 """
 
-from pyintro.data import BASELINE_WORDS, CONCEPT_WORDS
+from pyintro.stimuli import BASELINE_WORDS, CONCEPT_WORDS
 from pyintro.experiments.post import analyze, sweep
 from pyintro.extract import contrast, mean_difference, pca
 from pyintro.files import default_model_path

@@ -136,17 +136,84 @@ class Decoder:
         seq = np.repeat(np.arange(n_pts, dtype=np.int32), s_len)
         out = np.zeros(n_pts * s_len, np.uint8)
         out[(np.arange(n_pts)[:, None] * s_len + rel_rows[None, :]).ravel()] = 1
-        # One engine spec per distinct (layer, vector); each point fills its own rows.
-        merged: dict[tuple[int, bytes], tuple[np.ndarray, np.ndarray]] = {}
-        for j, specs in enumerate(point_specs):
-            for s in specs:
-                key = (s.il, s.vec.tobytes())
-                if key not in merged:
-                    merged[key] = (s.vec, np.zeros(n_pts * s_len, np.float32))
-                merged[key][1][j * s_len : (j + 1) * s_len] += s.scale[start:]
-        inject = [(il, vec, scale) for (il, _), (vec, scale) in merged.items()]
+        inject = _merge_specs([[(s, s.scale[start:]) for s in specs] for specs in point_specs], s_len)
         res = self.engine.decode(tokens, pos, seq, out, inject, _NONE, _NONE, gather, stats=stats)
         return res[0], (res[2] if stats else None)
+
+    def tree(self, branches: list[tuple[list[int], list[Spec]]], first: int, conts: list[list[int]]) -> np.ndarray:
+        """A prompt tree: every continuation's token log-probabilities after each branch (a
+        prompt and its injections): float64 [n_branches, n_conts, max_len], NaN past a
+        continuation's end. The branches' prompts share their first ``first`` tokens.
+
+        A branch's suffix (its prompt from ``first``) is decoded once in its own sequence; each
+        continuation branches from it (``seq_cp`` shares the branch's cells) and decodes only
+        its own tokens but the last, with the branch's continuing injections on them. Only the
+        continuations' token ids are gathered, with each row's full-vocabulary log-sum-exp.
+        """
+        n_c, width = len(conts), max(len(c) for c in conts)
+        vocab = sorted({t for c in conts for t in c})
+        gather = np.asarray(vocab, np.int32)
+        col = {t: i for i, t in enumerate(vocab)}
+        n_seq, n_ctx, n_batch = self.engine.n_seq_max, self.engine.n_ctx, self.engine.n_batch
+        if n_seq < 2 + n_c:
+            raise ValueError(f"{n_c} continuations need {2 + n_c} sequences; load the model with n_seq_max >= {2 + n_c}")
+        free = n_ctx - first - 2 * n_batch
+        c_rows = sum(len(c) - 1 for c in conts)
+        out = np.full((len(branches), n_c, width), np.nan)
+        with self.lock:
+            self.ensure_prefix(branches[0][0][:first])
+            try:
+                start = 0
+                while start < len(branches):  # as many branches per call as sequences and cells allow
+                    end, cells = start, 0
+                    while end < len(branches) and (end - start + 1) * (1 + n_c) < n_seq:
+                        need = len(branches[end][0]) - first + c_rows
+                        if cells + need > free and end > start:
+                            break
+                        cells, end = cells + need, end + 1
+                    if cells > free:
+                        raise ValueError(f"a prompt and its continuations do not fit a context of {n_ctx} cells; "
+                                         "load the model with a larger n_ctx")
+                    self._tree_chunk(branches[start:end], first, conts, gather, col, out[start:end])
+                    self.engine.seq_rm(-1, first, -1)
+                    start = end
+            finally:
+                self.clear_from(first)
+        return out
+
+    def _tree_chunk(self, chunk, first, conts, gather, col, out) -> None:
+        n_c = len(conts)
+        point_seq = [1 + j * (1 + n_c) for j in range(len(chunk))]  # continuation c: point_seq + 1 + c
+        suffixes = [np.asarray(ids[first:], np.int32) for ids, _ in chunk]
+        for seq in point_seq:
+            self.engine.seq_cp(0, seq, -1, -1)
+        tokens = np.concatenate(suffixes)
+        pos = np.concatenate([np.arange(first, first + len(sfx), dtype=np.int32) for sfx in suffixes])
+        seqs = np.concatenate([np.full(len(sfx), seq, np.int32) for sfx, seq in zip(suffixes, point_seq)])
+        outputs = np.zeros(len(tokens), np.uint8)
+        outputs[np.cumsum([len(sfx) for sfx in suffixes]) - 1] = 1
+        inject = _merge_specs([[(s, s.scale[first:]) for s in specs] for _, specs in chunk],
+                              [len(sfx) for sfx in suffixes])
+        logits, _, stats = self.engine.decode(tokens, pos, seqs, outputs, inject, _NONE, _NONE, gather, stats=True)
+        for j in range(len(chunk)):  # each continuation's first token, after the branch's last row
+            for c, cont in enumerate(conts):
+                out[j, c, 0] = logits[j, col[cont[0]]] - stats[j, 1]
+        rows = [(j, c, i) for j in range(len(chunk)) for c, cont in enumerate(conts) for i in range(len(cont) - 1)]
+        if not rows:
+            return
+        for seq in point_seq:
+            for c in range(n_c):
+                self.engine.seq_cp(seq, seq + 1 + c, -1, -1)
+        tokens = np.asarray([conts[c][i] for j, c, i in rows], np.int32)
+        pos = np.asarray([first + len(suffixes[j]) + i for j, _, i in rows], np.int32)
+        seqs = np.asarray([point_seq[j] + 1 + c for j, c, _ in rows], np.int32)
+        per_row = [[(s, np.full(1, s.strength if s.continues else 0.0, np.float32)) for s in chunk[j][1]]
+                   for j, _, _ in rows]
+        inject = _merge_specs(per_row, [1] * len(rows))
+        logits, _, stats = self.engine.decode(tokens, pos, seqs, np.ones(len(rows), np.uint8), inject, _NONE, _NONE,
+                                              gather, stats=True)
+        for k, (j, c, i) in enumerate(rows):  # token i + 1 of continuation c, after its token i
+            out[j, c, i + 1] = logits[k, col[conts[c][i + 1]]] - stats[k, 1]
 
     def step(self, tokens: Sequence[int], pos: int, seqs: Sequence[int], specs: Sequence[Spec]) -> np.ndarray:
         """One generation step: token i at position ``pos`` in sequence seqs[i], the continuing
@@ -197,6 +264,22 @@ class Decoder:
             finally:
                 self.clear_from(0)
         return result
+
+
+def _merge_specs(per_point: list[list[tuple[Spec, np.ndarray]]], n_rows) -> list:
+    """Engine injections for points laid out back to back, ``n_rows`` rows each (an int, or one
+    count per point): one (layer, vector, scale) per distinct layer and vector, each point
+    filling its own rows' scales."""
+    counts = [n_rows] * len(per_point) if isinstance(n_rows, int) else list(n_rows)
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(int)
+    merged: dict[tuple[int, bytes], tuple[np.ndarray, np.ndarray]] = {}
+    for j, pairs in enumerate(per_point):
+        for s, scale in pairs:
+            key = (s.il, s.vec.tobytes())
+            if key not in merged:
+                merged[key] = (s.vec, np.zeros(starts[-1], np.float32))
+            merged[key][1][starts[j]:starts[j + 1]] += scale
+    return [(il, vec, scale) for (il, _), (vec, scale) in merged.items()]
 
 
 def _joined(parts: list[np.ndarray], tail: tuple, dtype) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import Sequence, Union
 
 import numpy as np
 
-from pyintro.data import BASELINE_WORDS
+from pyintro.stimuli import BASELINE_WORDS
 from pyintro.vectors import ConceptVector
 
 Texts = Union[str, Sequence[str]]

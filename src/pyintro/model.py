@@ -21,6 +21,21 @@ from pyintro.generate import generate, sampler
 from pyintro.injection import Injection, layer_list
 
 
+def _is_ids(x) -> bool:
+    """One prompt (token ids), rather than a list of prompts."""
+    return isinstance(x, np.ndarray) and x.ndim == 1 or (len(x) > 0 and isinstance(x[0], (int, np.integer)))
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    """The length of the common beginning of two prompts."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def _default_threads() -> int:
     env = os.environ.get("PYINTRO_THREADS")
     if env:
@@ -322,6 +337,36 @@ class Model:
         if rows is None:
             logits, st = logits[:, 0, :], None if st is None else st[:, 0, :]
         return (logits, st) if stats else logits
+
+    def score(self, ids, points: Sequence[Sequence[Injection]], continuations: Sequence[Sequence[int]]) -> np.ndarray:
+        """Log-probabilities of continuations of a prompt under each point, as a prompt tree:
+        float64 ``[n_points, n_continuations, max_len]``, entry [j, c, i] = log p(token i of
+        continuation c | the prompt and tokens < i, under point j); NaN past a continuation's end.
+
+        ids: one prompt for every point, or a list of prompts, one per point (they share their
+        common beginning). Each point decodes its prompt from its first injected token once;
+        each continuation branches from it (its KV cells are shared, not decoded again) and
+        costs only its own tokens. Injections whose positions continue ("last", "all", an int
+        k) also act on the continuation tokens, as in generation. The result equals decoding
+        each prompt + continuation from scratch, bit for bit (batch invariance). Sum over the
+        last axis (``np.nansum``) for a continuation's log-likelihood.
+        """
+        prompts = [ids] * len(points) if _is_ids(ids) else list(ids)
+        if len(prompts) != len(points):
+            raise ValueError(f"{len(prompts)} prompts for {len(points)} points: give one prompt, or one per point")
+        if not prompts:
+            raise ValueError("no points given")
+        prompts = [self._check_ids(p) for p in prompts]
+        conts = [self._check_ids(c) for c in continuations]
+        if not conts:
+            raise ValueError("no continuations given: pass token-id lists to score")
+        longest = max(len(p) for p in prompts) + max(len(c) for c in conts)
+        if longest > self.n_ctx:
+            raise ValueError(f"a prompt and its longest continuation ({longest} tokens) exceed the context "
+                             f"({self.n_ctx}); load the model with a larger n_ctx")
+        branches = [(p, self._resolve(point, len(p))) for p, point in zip(prompts, points)]
+        first = min(min(first_injected(specs, len(p) - 1), _common(p, prompts[0])) for p, specs in branches)
+        return self._decoder.tree(branches, first, conts)
 
     def points_per_call(self, first: int, n_suffix: int) -> int:
         """How many points ``points`` decodes per engine call when the prompt before row ``first``
