@@ -133,6 +133,9 @@ Engine::Engine(const EngineParams & params) : hook_(0, 0, params.layer_prefix) {
     cparams.kv_unified = true;  // sequences share the KV cells of a common prefix
     cparams.swa_full = true;    // a sliding-window cache can then go back to a shared prefix
     cparams.no_perf = true;
+    // With no layer offloaded, keep every op on the CPU: llama.cpp otherwise sends matrix
+    // products of 32+ rows to a GPU, so calls of 56 and of 8 rows would take other kernels.
+    cparams.op_offload = params.n_gpu_layers != 0;
     cparams.flash_attn_type = params.flash_attn ? LLAMA_FLASH_ATTN_TYPE_ENABLED : LLAMA_FLASH_ATTN_TYPE_DISABLED;
     if (params.eval_callback) {
         cparams.cb_eval = Hook::eval;

@@ -6,6 +6,7 @@ exact by design (docs/numerics.md), not within a tolerance."""
 from __future__ import annotations
 
 import ctypes
+import os
 from typing import Optional, Sequence
 
 import numpy as np
@@ -28,7 +29,11 @@ class Reference:
         import llama_cpp
 
         self.L = llama_cpp
-        self.model = llama_cpp.llama_model_load_from_file(str(path).encode(), llama_cpp.llama_model_default_params())
+        mp = llama_cpp.llama_model_default_params()
+        # the backend of the model under test (llama.cpp's own default offloads every layer)
+        gpu_layers = int(os.environ.get("PYINTRO_TEST_GPU_LAYERS", "0"))
+        mp.n_gpu_layers = gpu_layers
+        self.model = llama_cpp.llama_model_load_from_file(str(path).encode(), mp)
         assert self.model, f"llama.cpp could not load {path}"
         cp = llama_cpp.llama_context_default_params()
         cp.n_ctx = n_ctx
@@ -38,6 +43,7 @@ class Reference:
         cp.kv_unified = True
         cp.swa_full = True
         cp.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        cp.op_offload = gpu_layers != 0  # as the engine sets it
         self.ctx = llama_cpp.llama_init_from_model(self.model, cp)
         assert self.ctx
         self.vocab = llama_cpp.llama_model_get_vocab(self.model)

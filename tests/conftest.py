@@ -1,5 +1,11 @@
 """Shared fixtures: session models of the default model, 2 threads (``model``: n_ctx 2048;
-``m``: Model.load's defaults, as the sweep and readout tests and their subprocesses use)."""
+``m``: Model.load's defaults, as the sweep and readout tests and their subprocesses use).
+
+``PYINTRO_TEST_GPU_LAYERS`` (an int, default 0) is passed to both as ``n_gpu_layers``, so the
+same tests can run with the residual stream in GPU memory: ``PYINTRO_TEST_GPU_LAYERS=-1`` on a
+CUDA or Metal build offloads every layer (docs/gpu.md). On a CPU-only build it changes nothing."""
+
+import os
 
 import numpy as np
 import pytest
@@ -7,16 +13,42 @@ import pytest
 import pyintro
 
 
+def _gpu_layers() -> int:
+    raw = os.environ.get("PYINTRO_TEST_GPU_LAYERS", "").strip()
+    if not raw:
+        return 0
+    try:
+        return int(raw)
+    except ValueError:
+        raise pytest.UsageError(
+            f"PYINTRO_TEST_GPU_LAYERS must be an integer (layers to offload, -1: all), got {raw!r}") from None
+
+
+GPU_LAYERS = _gpu_layers()
+
+
+def pytest_report_header(config):
+    if GPU_LAYERS:
+        return [f"pyintro: session models load with n_gpu_layers={GPU_LAYERS} (PYINTRO_TEST_GPU_LAYERS)"]
+    return []
+
+
+@pytest.fixture(scope="session")
+def gpu_layers():
+    """n_gpu_layers for the models the tests load (PYINTRO_TEST_GPU_LAYERS, default 0)."""
+    return GPU_LAYERS
+
+
 @pytest.fixture(scope="session")
 def model():
-    m = pyintro.Model.load(n_threads=2, n_ctx=2048)
+    m = pyintro.Model.load(n_threads=2, n_ctx=2048, n_gpu_layers=GPU_LAYERS)
     yield m
     m.close()
 
 
 @pytest.fixture(scope="session")
 def m():
-    model = pyintro.Model.load(n_threads=2)
+    model = pyintro.Model.load(n_threads=2, n_gpu_layers=GPU_LAYERS)
     yield model
     model.close()
 
@@ -24,10 +56,13 @@ def m():
 @pytest.fixture(scope="session")
 def prompt(model):
     # The follow-up post's introspection prompt, in the model's chat template.
-    return model.chat(
-        "Do you detect an injected thought? Answer only by 'Yes' or 'No'.",
-        system="You are a large language model undergoing a test to see if you are sensitive to your internal activations.",
-    )
+    return model.chat(PROMPT_USER, system=PROMPT_SYSTEM)
+
+
+# The prompt fixture's text, for modules that load their own model.
+PROMPT_USER = "Do you detect an injected thought? Answer only by 'Yes' or 'No'."
+PROMPT_SYSTEM = ("You are a large language model undergoing a test to see if you are sensitive to your "
+                 "internal activations.")
 
 
 @pytest.fixture(scope="session")

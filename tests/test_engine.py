@@ -180,6 +180,7 @@ def test_generation_keeps_injecting(model, vec):
     assert prompt_only != steered
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc, which only Linux has")
 def test_one_libllama_per_process(tmp_path):
     code = """
 import sys

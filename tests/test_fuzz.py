@@ -7,6 +7,7 @@ import collections
 import contextlib
 import os
 import resource
+import sys
 import tracemalloc
 
 import numpy as np
@@ -375,6 +376,7 @@ def test_huge_layer_count_is_refused_without_allocating(cv_bytes, tmp_path, key)
     assert _check_load(tmp_path / "bomb.gguf", blob) == "error"
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc, which only Linux has")
 def test_control_vector_loader_survives_damage(cv_bytes, tmp_path):
     seen = collections.Counter()
 
@@ -395,6 +397,7 @@ def test_control_vector_loader_survives_damage(cv_bytes, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc, which only Linux has")
 def test_control_vector_loader_survives_damage_many(cv_bytes, tmp_path):
     """PYINTRO_FUZZ_CASES mutated files (default 5000) plus every truncation point; no bombs."""
     n_cases = int(os.environ.get("PYINTRO_FUZZ_CASES", "5000"))

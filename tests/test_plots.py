@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from pyintro.plots import b_vs_layer, b_vs_strength, generation_rates, heatmaps
+from pyintro.plots import b_vs_layer, b_vs_strength, by_depth, heatmaps, per_concept
 from pyintro.experiments.post import sweep
 from pyintro.experiments.questions import CONTROL_NO, INTROSPECTION
 
@@ -50,16 +50,13 @@ def test_line_plots(rows, tmp_path):
         b_vs_strength(rows, tmp_path / "x.png", layer=4)
 
 
-def test_generation_rates_plot(m, tmp_path):
-    from pyintro.experiments.detection import run_detection
-
-    class Named:
-        directions = np.random.default_rng(6).standard_normal((m.n_layer, m.n_embd)).astype(np.float32)
-        name = "ocean"
-
-    res = run_detection(m, Named(), layers=[6, 12], strengths=[50.0], n=1, max_tokens=3)
-    check_png(generation_rates(res, tmp_path / "g.png"))
-    check_svg(generation_rates(res["rates"], tmp_path / "g.svg"))
+def test_experiment_figures(tmp_path):
+    cells = [{"condition": cond, "depth": d, "strength": s, "intro": v, "id10": v / 2}
+             for cond in ("concept", "random") for d in (0.0, 0.5, 1.0) for s in (2.0, 8.0)
+             for v in [d * s if cond == "concept" else 0.1 * s]]
+    check_png(by_depth(cells, tmp_path / "d.png", [("intro", "shift", None), ("id10", "identification", 0.1)]))
+    rows = [{"condition": "concept", "concept": w, "intro": v} for w, v in (("Dust", 0.3), ("Oceans", -0.2))]
+    check_png(per_concept(rows, tmp_path / "c.png", "intro", "shift"))
 
 
 def test_bad_input(rows, tmp_path):

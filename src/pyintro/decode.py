@@ -215,11 +215,12 @@ class Decoder:
         for k, (j, c, i) in enumerate(rows):  # token i + 1 of continuation c, after its token i
             out[j, c, i + 1] = logits[k, col[conts[c][i + 1]]] - stats[k, 1]
 
-    def step(self, tokens: Sequence[int], pos: int, seqs: Sequence[int], specs: Sequence[Spec]) -> np.ndarray:
-        """One generation step: token i at position ``pos`` in sequence seqs[i], the continuing
-        injections on every row. Full logits [len(tokens), n_vocab]."""
+    def step(self, tokens: Sequence[int], pos: int, seqs: Sequence[int], row_specs: Sequence[list[Spec]]) -> np.ndarray:
+        """One generation step: token i at position ``pos`` in sequence seqs[i], with
+        row_specs[i]'s continuing injections. Full logits [len(tokens), n_vocab]."""
         m = len(tokens)
-        inj = [(s.il, s.vec, np.full(m, s.strength if s.continues else 0.0, np.float32)) for s in specs]
+        inj = _merge_specs([[(s, np.full(1, s.strength if s.continues else 0.0, np.float32)) for s in specs]
+                            for specs in row_specs], 1)
         logits, _ = self.engine.decode(np.asarray(tokens, np.int32), np.full(m, pos, np.int32),
                                        np.asarray(seqs, np.int32), np.ones(m, np.uint8), inj, _NONE, _NONE, None)
         return logits

@@ -10,31 +10,33 @@ import numpy as np
 from pyintro.decode import Decoder, Spec, first_injected
 
 
-def generate(decoder: Decoder, ids: list[int], specs: list[Spec], n: int, max_tokens: int,
-             sample: Callable[[np.ndarray], int], is_eog: Callable[[int], bool]) -> list[list[int]]:
-    """``n`` continuations of ``ids`` (checked by the caller), sequence j in sequence j; the
-    prompt before its first injected token is the shared prefix. Stops a sequence at an
-    end-of-generation token (kept) or after ``max_tokens``."""
-    p = len(ids)
-    first = first_injected(specs, p - 1)
+def generate(decoder: Decoder, ids: list[int], point_specs: list[list[Spec]], max_tokens: int,
+             samplers: list[Callable[[np.ndarray], int]], is_eog: Callable[[int], bool]) -> list[list[int]]:
+    """One continuation of ``ids`` (checked by the caller) per point, point j in sequence j
+    with its own injections and its own sampler; the prompt before the first injected token
+    is the shared prefix. Stops a sequence at an end-of-generation token (kept) or after
+    ``max_tokens``. A sequence's tokens depend only on its own point and sampler: the same
+    alone or in any batch (batch invariance)."""
+    p, n = len(ids), len(point_specs)
+    first = min(first_injected(specs, p - 1) for specs in point_specs)
     out: list[list[int]] = [[] for _ in range(n)]
     with decoder.lock:
         decoder.ensure_prefix(ids[:first])
         try:
             suffix = np.asarray(ids[first:], np.int32)
-            logits, _ = decoder.suffix_points(suffix, first, [specs] * n, np.asarray([len(suffix) - 1]), None)
+            logits, _ = decoder.suffix_points(suffix, first, point_specs, np.asarray([len(suffix) - 1]), None)
             active = list(range(n))
             for step in range(max_tokens):
-                toks = [sample(logits[j]) for j in range(len(active))]
                 still = []
-                for seq, tok in zip(active, toks):
+                for i, seq in enumerate(active):
+                    tok = samplers[seq](logits[i])
                     out[seq].append(tok)
                     if not is_eog(tok):
                         still.append((seq, tok))
                 if not still or step == max_tokens - 1:
                     break
                 active = [s for s, _ in still]
-                logits = decoder.step([t for _, t in still], p + step, active, specs)
+                logits = decoder.step([t for _, t in still], p + step, active, [point_specs[s] for s in active])
         finally:
             decoder.clear_from(first)
     return out

@@ -419,17 +419,32 @@ class Model:
         """Generate ``n`` continuations at once; returns their token ids (stop at end of turn).
 
         Injections with positions ``"last"``, ``"all"`` or ``k`` also apply to every generated
-        token. ``temperature=0`` is greedy; otherwise sampling is seeded by ``seed``.
+        token. ``temperature=0`` is greedy; otherwise continuation j samples with the seed
+        (seed, j), so it is the same alone or among others (``generate_many`` with those seeds).
         """
-        ids = self._check_ids(ids)
         if n < 1 or n > self.n_seq_max:
             raise ValueError(f"n must be between 1 and n_seq_max ({self.n_seq_max})")
+        seeds = [None if seed is None else [int(seed), j] for j in range(n)]
+        return self.generate_many(ids, [list(inject)] * n, max_tokens, temperature, seeds, top_k, top_p)
+
+    def generate_many(self, ids: Sequence[int], points: Sequence[Sequence[Injection]], max_tokens: int = 32,
+                      temperature: float = 0.0, seeds=None, top_k: int = 0, top_p: float = 1.0) -> list[list[int]]:
+        """One continuation of ``ids`` per point, each with its own injections (vector, layer,
+        strength) and its own seed (``seeds[j]``: anything ``np.random.default_rng`` takes; None:
+        fresh entropy), decoded together. A continuation depends only on its point and seed."""
+        ids = self._check_ids(ids)
+        if not 1 <= len(points) <= self.n_seq_max:
+            raise ValueError(f"give between 1 and n_seq_max ({self.n_seq_max}) points, got {len(points)}")
+        seeds = [None] * len(points) if seeds is None else list(seeds)
+        if len(seeds) != len(points):
+            raise ValueError(f"{len(seeds)} seeds for {len(points)} points: give one seed per point")
         if max_tokens < 1:
             raise ValueError("max_tokens must be at least 1")
         if len(ids) + max_tokens > self.n_ctx:
             raise ValueError(f"prompt plus max_tokens exceeds the context ({self.n_ctx}); load with a larger n_ctx")
-        sample = sampler(temperature, top_k, top_p, np.random.default_rng(seed))
-        return generate(self._decoder, ids, self._resolve(list(inject), len(ids)), n, max_tokens, sample, self.is_eog)
+        samplers = [sampler(temperature, top_k, top_p, np.random.default_rng(s)) for s in seeds]
+        specs = [self._resolve(list(p), len(ids)) for p in points]
+        return generate(self._decoder, ids, specs, max_tokens, samplers, self.is_eog)
 
     def belief(self, ids: Sequence[int], inject: Iterable[Injection] = (), **kw):
         """The Yes/No belief at the last token of ``ids``; see ``pyintro.readout.belief``."""

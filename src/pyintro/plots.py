@@ -13,6 +13,7 @@ by default at ``telling_slice``: the point most favourable to the introspection 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -21,7 +22,8 @@ from matplotlib.figure import Figure
 
 from pyintro.experiments.post import telling_slice
 
-__all__ = ["b_vs_layer", "b_vs_strength", "drift", "generation_rates", "heatmaps", "telling_slice"]
+__all__ = ["b_vs_layer", "b_vs_strength", "by_depth", "drift", "heatmaps", "per_concept",
+           "telling_slice"]
 
 _SUFFIXES = (".png", ".svg")
 STRONG = "#c0392b"  # the introspection question
@@ -190,32 +192,65 @@ def drift(result: dict, path):
     return _save(fig, path)
 
 
-def generation_rates(result, path):
-    """Detection and identification rates over layer x strength (from ``run_detection``), with
-    the false-positive rate of the control trials in the title."""
+def by_depth(cells, path, panels: Sequence[tuple[str, str, float | None]], control: str = "random",
+             title: str = ""):
+    """Experiment figures as the paper draws them: each panel a measure against layer as a
+    fraction of depth, one line per strength (the injected condition), and the ``control``
+    condition as one grey band (its min to max over strengths) with its mean.
+
+    cells: rows with condition, depth, strength and the measures (e.g. ``detection.cells``).
+    panels: (column, label, chance level or None) per panel."""
     _check_path(path)
-    rates = result["rates"] if isinstance(result, dict) else _records(result)
-    if not rates:
-        raise ValueError("no rates to plot; run experiments.detection.run_detection first")
-    layers = sorted({int(r["layer"]) for r in rates})
-    strengths = sorted({float(r["strength"]) for r in rates})
-    recs = [dict(r, question_kind="all") for r in rates]
-    fig = _figure(2.0 + 3.2 * 2, 1.6 + 0.3 * len(layers))
-    axes = fig.subplots(1, 2, squeeze=False, sharey=True)[0]
-    for ax, name in zip(axes, ("detection_rate", "identification_rate")):
-        g = _grid(recs, "all", name, layers, strengths)  # [n_layers, n_strengths]
-        im = ax.imshow(g, origin="lower", aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
-        for i in range(len(layers)):
-            for j in range(len(strengths)):
-                if np.isfinite(g[i, j]):
-                    ax.text(j, i, f"{g[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                            color="black" if g[i, j] > 0.6 else "white")
-        ax.set_title(name.replace("_", " "))
-        ax.set_xticks(range(len(strengths)), [f"{s:g}" for s in strengths])
-        ax.set_yticks(range(len(layers)), [str(L) for L in layers])
-        ax.set_xlabel("strength")
-    axes[0].set_ylabel("layer")
-    fp = rates[0].get("false_positive_rate", float("nan"))
-    fig.suptitle(f"false-positive rate (no injection): {fp:.2f}")
-    fig.colorbar(im, ax=list(axes), label="rate")
+    recs = _records(cells)
+    main = [c for c in recs if c["condition"] not in (control, "none")]
+    strengths = sorted({float(c["strength"]) for c in main})
+    fig = _figure(4.2 * len(panels) + 1.0, 4.0)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    colours = _strength_colours(len(strengths))
+    for ax, (col, label, chance) in zip(axes, panels):
+        ctrl: dict[float, list] = {}
+        for c in recs:
+            if c["condition"] == control and np.isfinite(float(c[col])):
+                ctrl.setdefault(float(c["depth"]), []).append(float(c[col]))
+        if ctrl:
+            xs = sorted(ctrl)
+            ax.fill_between(xs, [min(ctrl[x]) for x in xs], [max(ctrl[x]) for x in xs], color=GREY, alpha=0.25,
+                            linewidth=0, label=f"{control} vectors: min to max")
+            ax.plot(xs, [float(np.mean(ctrl[x])) for x in xs], color=GREY, linewidth=1.2, label=f"{control}: mean")
+        for s, colour in zip(strengths, colours):
+            pts = sorted((float(c["depth"]), float(c[col])) for c in main if float(c["strength"]) == s)
+            if pts:
+                ax.plot(*zip(*pts), color=colour, linewidth=1.8, marker="o", markersize=3, label=f"strength {s:g}")
+        if chance is not None:
+            ax.axhline(chance, color="black", linestyle=":", linewidth=1, label=f"chance ({chance:g})")
+        _style(ax, "layer (fraction of depth)", label)
+    axes[0].legend(fontsize="small", frameon=False)
+    if title:
+        fig.suptitle(title)
     return _save(fig, path)
+
+
+def per_concept(rows, path, value: str, label: str, title: str = ""):
+    """One horizontal bar per concept: ``value`` at each concept's own best cell (its highest)."""
+    _check_path(path)
+    recs = [r for r in _records(rows) if r.get("condition") == "concept" and r[value] != ""]
+    best: dict[str, float] = {}
+    for r in recs:
+        best[r["concept"]] = max(best.get(r["concept"], -np.inf), float(r[value]))
+    names = sorted(best, key=lambda w: best[w])
+    fig = _figure(6.0, 1.0 + 0.18 * len(names))
+    ax = fig.subplots()
+    ax.barh(range(len(names)), [best[w] for w in names], color=STRONG)
+    ax.set_yticks(range(len(names)), names, fontsize="small")
+    _style(ax, label, "")
+    ax.axvline(0.0, color="black", linewidth=0.6)
+    if title:
+        ax.set_title(title, fontsize="medium")
+    return _save(fig, path)
+
+
+def _strength_colours(n: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["plasma"]
+    return [cmap(0.15 + 0.7 * i / max(1, n - 1)) for i in range(n)]

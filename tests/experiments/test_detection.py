@@ -1,78 +1,146 @@
-"""The free-text detection experiment: prompt, grading, rates, reproducibility."""
+"""Experiment 1: the concept library, the judge-free scores, graded trials and the judge."""
+
+import json
+import warnings
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
-from pyintro.experiments.detection import PREAMBLE, TRIAL, grade, run_detection, trial_prompt
+import pyintro
+from pyintro import concepts
+from pyintro.cli import main
+from pyintro.experiments import detection, trials
+from pyintro.judge import Judge
+from pyintro.stimuli import BASELINE_WORDS, CONCEPT_WORDS
 
-
-class Named:
-    """A stand-in for a ConceptVector: directions and a name."""
-
-    def __init__(self, directions, name):
-        self.directions, self.name = directions, name
-
-
-@pytest.fixture(scope="module")
-def vec(m):
-    rng = np.random.default_rng(11)
-    v = rng.standard_normal((m.n_layer, m.n_embd)).astype(np.float32)
-    return Named(v / np.linalg.norm(v, axis=1, keepdims=True) * 100.0, "ocean")  # residual-sized
-
-
-RUN = dict(layers=[8], strengths=[0.0, 1.0], n=2, max_tokens=8, temperature=1.0)
+WORDS = ["Dust", "Oceans", "Peace"]
+GRID = dict(layers=[9, 19], strengths=[0.0, 4.0], n_bias=2, categories=False)
 
 
 @pytest.fixture(scope="module")
-def result(m, vec):
-    return run_detection(m, vec, seed=3, **RUN)
+def lib(m, tmp_path_factory):
+    return concepts.library(m, WORDS, out=tmp_path_factory.mktemp("lib"))
 
 
-def test_injection_starts_at_the_trial_question(m):
-    ids, k = trial_prompt(m)
-    assert TRIAL in m.detokenize(ids[k:])
-    assert "Trial 1" not in m.detokenize(ids[:k])
-    assert ids == m.chat(PREAMBLE + "\n\n" + TRIAL)
+@pytest.fixture(scope="module")
+def rows(m, lib, tmp_path_factory):
+    return detection.detect(m, lib, concepts=WORDS[:2], out=tmp_path_factory.mktemp("det") / "r.csv",
+                            progress=False, **GRID)
 
 
-def test_grade_keywords():
-    assert grade("Yes, I detect an injected thought. It is about the ocean.", ["ocean"]) == (True, True)
-    assert grade("Yes. The thought is about oceans and waves.", ["ocean"]).identified
-    assert grade("I notice something unusual, about mountains.", ["ocean"]) == (True, False)
-    assert grade("No, I do not detect an injected thought.", ["ocean"]) == (False, False)
-    assert grade("I don't detect anything about the ocean.", ["ocean"]) == (False, False)
-    assert grade("The weather is nice today.", ["ocean"]) == (False, False)
+def test_library_vectors_equal_a_direct_capture(m, lib, tmp_path):
+    # Invariant: the library's vector of a word is its capture at the prompt's last token minus
+    # the mean over the baseline words' captures (float64 means, stored in float32: exact).
+    prompts = [m.chat(f"Tell me about {w}") for w in ["dust"] + [b.lower() for b in BASELINE_WORDS]]
+    acts = np.stack([m.capture(p)[:, -1] for p in prompts]).astype(np.float64)
+    expected = (acts[0] - acts[1:].mean(0)).astype(np.float32)
+    assert np.array_equal(lib["Dust"].directions, expected)
+    assert lib["Dust"].name == "Dust" and lib["Dust"].model_sha256 == m.sha256
+    # cached: asking again loads the same files; only missing words are extracted
+    folder = tmp_path / "lib"
+    concepts.library(m, ["Dust"], out=folder)
+    before = (folder / "dust.gguf").stat().st_mtime_ns
+    again = concepts.library(m, ["Dust", "Peace"], out=folder)
+    assert (folder / "dust.gguf").stat().st_mtime_ns == before
+    assert np.array_equal(again["Peace"].directions, lib["Peace"].directions)
+    index = json.loads((folder / "index.json").read_text())
+    assert index["key"]["model_sha256"] == m.sha256 and set(index["words"]) == {"Dust", "Peace"}
+    assert len(index["words"]["Dust"]["norms"]) == m.n_layer
 
 
-def test_rates_are_means_of_graded_trials(result, vec):
-    rates, trials = result["rates"], result["trials"]
-    assert [(r["layer"], r["strength"]) for r in rates] == [(L, s) for L in RUN["layers"] for s in RUN["strengths"]]
-    control = [t for t in trials if not t["injected"]]
-    assert len(control) == RUN["n"] and len(trials) == RUN["n"] * (1 + len(rates))
-    for t in trials:
-        g = grade(t["text"], [vec.name])
-        assert (t["detected"], t["identified"]) == (g.detected, g.identified)
-    for r in rates:
-        cell = [t for t in trials if t["injected"] and (t["layer"], t["strength"]) == (r["layer"], r["strength"])]
-        assert len(cell) == RUN["n"]
-        assert r["detection_rate"] == np.mean([t["detected"] for t in cell])
-        assert r["identification_rate"] == np.mean([t["identified"] for t in cell])
-        assert r["false_positive_rate"] == result["false_positive_rate"]
-        for name in ("detection_rate", "identification_rate", "false_positive_rate"):
-            assert 0.0 <= r[name] <= 1.0
-    assert result["false_positive_rate"] == np.mean([t["detected"] for t in control])
-    assert all(t["text"] for t in trials)
+def test_strength_zero_equals_no_injection(rows):
+    base = rows[0]
+    assert base["condition"] == "none"
+    for r in rows:
+        if r["strength"] == 0.0:
+            assert (r["b"], r["phrase"], r["bias_b"], r["intro"]) == (base["b"], base["phrase"], base["bias_b"], 0.0)
+    assert any(abs(r["b"] - base["b"]) > 1e-3 for r in rows if r["strength"] == 4.0)
 
 
-def test_same_seed_same_result(m, vec, result):
-    again = run_detection(m, vec, seed=3, **RUN)
-    assert again["trials"] == result["trials"] and again["rates"] == result["rates"]
-    other = run_detection(m, vec, seed=4, **dict(RUN, strengths=[0.0]))
-    assert [t["text"] for t in other["trials"]] != [t["text"] for t in result["trials"][:4]]
+def test_scores_match_their_definitions(m, lib, rows):
+    # b and the phrase contrast of one row, recomputed from Model.score on its own.
+    P = detection.Prompts(m, n_bias=2)
+    r = next(r for r in rows if r["condition"] == "concept" and r["strength"] == 4.0)
+    inj = [[pyintro.Injection(lib[r["concept"]], r["layer"], 4.0, positions=P.k)]]
+    lp = m.score(P.ids, inj, P.yes_no + P.phrases)[0]
+    yes, no = lp[:P.n_yes, 0], lp[P.n_yes:P.n_yes + P.n_no, 0]
+    b = np.logaddexp.reduce(yes) - np.logaddexp.reduce(no)
+    assert r["b"] == pytest.approx(b, abs=1e-12)
+    assert r["phrase"] == pytest.approx(np.nansum(lp[-2]) - np.nansum(lp[-1]), abs=1e-12)
+    assert 1 <= r["id50_rank"] <= 50 and 1 <= r["id10_rank"] <= 10 and r["id10_top1"] == int(r["id10_rank"] == 1)
+    assert m.detokenize(P.ids[P.k:]).startswith("\n\nTrial 1")
 
 
-def test_bad_input(m, vec):
-    with pytest.raises(ValueError, match="concept"):
-        run_detection(m, vec.directions, layers=[1], strengths=[1.0])
-    with pytest.raises(ValueError, match="n must be"):
-        run_detection(m, vec, layers=[1], strengths=[1.0], n=0)
+def test_resume_gives_the_same_csv(m, lib, rows, tmp_path):
+    out = tmp_path / "r.csv"
+    detection.detect(m, lib, concepts=WORDS[:1], out=out, progress=False, **GRID)
+    partial = out.read_text()
+    resumed = detection.detect(m, lib, concepts=WORDS[:2], out=out, resume=True, progress=False, **GRID)
+    assert out.read_text().startswith(partial)
+    assert [detection.key(r) for r in resumed] == [detection.key(r) for r in rows]
+    detection.detect(m, lib, concepts=WORDS[:2], out=tmp_path / "again.csv", progress=False, **GRID)
+    assert out.read_text() == (tmp_path / "again.csv").read_text()  # the same CSV, byte for byte
+
+
+def test_trials_are_the_same_alone_or_batched_and_judged_the_same(m, lib):
+    args = dict(layers=[12], strengths=[4.0], n_control=1, max_tokens=12)
+    both = trials.trials(m, lib, WORDS[:2], n_trials=2, progress=False, **args)
+    alone = trials.trials(m, lib, WORDS[1:2], n_trials=2, progress=False, **args)
+    texts = {trials.key(r): r["text"] for r in both}
+    assert all(texts[trials.key(r)] == r["text"] for r in alone)
+    judge = Judge(m)
+    prompts = [f"Is this answer about the sea? {r['text']}" for r in both]
+    batched = judge.verdicts(prompts)
+    assert np.array_equal(batched, np.concatenate([judge.verdicts([p]) for p in prompts]))
+
+
+def test_keyword_grader():
+    g = trials.keyword_grade
+    assert g("Yes, I detect an injected thought. It is about the ocean and its waves.", "ocean")["identified"]
+    assert not g("Ocean. Yes, I detect an injected thought about the ocean.", "ocean")["identified"]  # word first
+    assert not g("No, I do not detect an injected thought.", "ocean")["affirmative"]
+    assert not g("yes yes yes yes yes yes", "ocean")["coherent"]
+
+
+def test_bad_input_is_one_line(m, lib, tmp_path):
+    def err(*args):
+        r = CliRunner().invoke(main, [str(a) for a in args])
+        assert r.exit_code != 0 and "Traceback" not in r.output, r.output
+        return r.output.strip().splitlines()[-1]
+
+    with pytest.raises(ValueError, match="no vector for 'Unicorns'"):
+        detection.detect(m, lib, concepts=["Unicorns"], progress=False, **GRID)
+    with pytest.raises(ValueError, match="listed twice"):
+        concepts.check_words(["Dust", "dust"])
+    with pytest.raises(ValueError, match="empty"):
+        concepts.check_words([])
+    with pytest.raises(ValueError, match="out of range"):
+        detection.detect(m, lib, concepts=WORDS[:1], layers=[99], strengths=[1.0], progress=False)
+    assert "not a GGUF" in err("detect", "--quick", "--trials", 1, "--judge", __file__, "--out", tmp_path / "x",
+                                "--library", tmp_path / "l")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "index.json").write_text(json.dumps({"key": {"model_sha256": "0" * 64}, "words": {}}))
+    assert "another model file" in err("concepts", "--out", other)
+    with pytest.raises(ValueError, match="strengths must be finite"):
+        detection.detect(m, lib, concepts=WORDS[:1], strengths=[float("nan")], progress=False)
+
+
+def test_cli_concepts_and_detect_quick(tmp_path):
+    lib_dir = tmp_path / "lib"
+    r = CliRunner().invoke(main, ["concepts", "--words", "Dust,Oceans", "--out", str(lib_dir), "--threads", "2"])
+    assert r.exit_code == 0 and "2 concept vectors" in r.output, r.output
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = CliRunner().invoke(main, ["detect", "--words", "Dust", "--layers", "10,20", "--strengths", "2,8",
+                                      "--bias", "1", "--library", str(lib_dir), "--out", str(tmp_path / "d"),
+                                      "--threads", "2", "--quick"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "d" / "summary.json").read_text())
+    assert summary["best_cell"]["condition"] == "concept" and (tmp_path / "d" / "scores.png").stat().st_size > 0
+    assert summary["provenance"]["prompt_format"]["kind"] == "llama.cpp"
+
+
+def test_concept_words_are_the_papers():
+    assert len(CONCEPT_WORDS) == 50 and CONCEPT_WORDS[19] == "Information"

@@ -55,8 +55,9 @@ def model_options(f):
     return f
 
 
-def load_model(path=None, threads: Optional[int] = None):
-    """The model the command's options name (``path``: another file, for commands over several)."""
+def load_model(path=None, threads: Optional[int] = None, own_format: bool = False):
+    """The model the command's options name (``path``: another file, for commands over several;
+    ``own_format``: with its own prompt format, not the one the options set, e.g. a judge)."""
     from pyintro.model import Model
 
     opts = click.get_current_context().meta.get("pyintro.model", {})
@@ -64,9 +65,10 @@ def load_model(path=None, threads: Optional[int] = None):
     if gpu_layers != 0 and not Model.supports_gpu_offload():
         click.echo("Warning: --gpu-layers has no effect: this llama.cpp build has no GPU backend "
                    "(rebuild llama-cpp-python with CMAKE_ARGS=\"-DGGML_CUDA=on\").", err=True)
+    fmt = {} if own_format else {"chat_template": opts.get("chat_template") or "auto",
+                                 "user_prefix": opts.get("user_prefix"), "assistant_prefix": opts.get("assistant_prefix")}
     return Model.load(opts.get("model") if path is None else path, n_gpu_layers=gpu_layers,
-                      n_threads=threads or opts.get("threads"), chat_template=opts.get("chat_template") or "auto",
-                      user_prefix=opts.get("user_prefix"), assistant_prefix=opts.get("assistant_prefix"))
+                      n_threads=threads or opts.get("threads"), **fmt)
 
 
 def load_vector(path: Path, model):
