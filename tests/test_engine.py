@@ -290,3 +290,15 @@ def test_prompt_tree_scores_equal_each_continuation_decoded_alone(model, prompt,
     # one prompt for every point: the same numbers as the per-point form
     same = model.score(prompt, [b[1] for b in branches[:2]], conts)
     assert np.array_equal(same, lp[:2], equal_nan=True)
+
+
+def test_capture_rows_equals_capture(model, prompt):
+    # Invariant: batch invariance of captures at several rows of prompts of different lengths.
+    prompts = [prompt, model.chat("Tell me about oceans"), model.chat("Name a colour.")]
+    rows = [[3, 10, -1], [-2, -1], [0, 5]]
+    got = model.capture_rows(prompts, rows, layers=[0, 12, model.n_layer - 1])
+    for p, r, cap in zip(prompts, rows, got):
+        full = model.capture(p, layers=[0, 12, model.n_layer - 1])
+        assert np.array_equal(cap, full[:, sorted(k % len(p) for k in r)])
+    with pytest.raises(ValueError, match="outside a prompt"):
+        model.capture_rows([prompt], [[len(prompt)]])

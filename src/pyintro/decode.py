@@ -241,11 +241,13 @@ class Decoder:
                 self.clear_from(0)
         return cap
 
-    def capture_many(self, prompts: list[list[int]], layers: list[int], rows_of: list[int],
-                     progress=None) -> np.ndarray:
-        """Token ``rows_of[i]`` of each prompt at ``layers``, batched: [n_prompts, n_layers, n_embd]."""
-        result = np.empty((len(prompts), len(layers), self.engine.n_embd), dtype=np.float32)
+    def capture_many(self, prompts: list[list[int]], layers: list[int], rows_of: list[list[int]],
+                     progress=None) -> list[np.ndarray]:
+        """Tokens ``rows_of[i]`` (increasing) of each prompt at ``layers``, the prompts batched
+        together: one float32 [n_layers, len(rows_of[i]), n_embd] per prompt."""
+        result = []
         n_rows = self.engine.n_ctx - 2 * self.engine.n_batch
+        last = self.engine.n_layer - 1 in layers  # llama.cpp keeps only output rows there
         with self.lock, Progress(progress, len(prompts), "capture", "prompt") as bar:
             self.ensure_prefix([])
             try:
@@ -254,12 +256,16 @@ class Decoder:
                     pos = np.concatenate([np.arange(len(prompts[g]), dtype=np.int32) for g in group])
                     seq = np.concatenate([np.full(len(prompts[g]), j, np.int32) for j, g in enumerate(group)])
                     starts = np.cumsum([0] + [len(prompts[g]) for g in group[:-1]])
-                    cap_rows = np.asarray([s + rows_of[g] for s, g in zip(starts, group)], np.int32)
+                    cap_rows = np.concatenate([s + np.asarray(rows_of[g], np.int64) for s, g in zip(starts, group)])
                     out = np.zeros(len(tokens), np.uint8)
-                    out[cap_rows] = 1
-                    _, cap = self.engine.decode(tokens, pos, seq, out, [], np.asarray(layers, np.int32), cap_rows,
-                                                None, logits=False)
-                    result[group] = cap.transpose(1, 0, 2)
+                    if last:
+                        out[cap_rows] = 1
+                    _, cap = self.engine.decode(tokens, pos, seq, out, [], np.asarray(layers, np.int32),
+                                                cap_rows.astype(np.int32), None, logits=False)
+                    at = 0
+                    for g in group:  # [n_layers, n_cap_rows, n_embd] -> each prompt's rows
+                        result.append(cap[:, at:at + len(rows_of[g])])
+                        at += len(rows_of[g])
                     self.engine.seq_rm(-1, 0, -1)
                     bar.advance(len(group))
             finally:

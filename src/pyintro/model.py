@@ -395,14 +395,28 @@ class Model:
         """The residual stream at one token of each prompt, batched across prompts:
         float32 ``[n_prompts, n_layers, n_embd]``. ``position`` indexes each prompt (-1: last);
         ``progress`` as in ``pyintro.progress``."""
+        prompts = [self._check_ids(p) for p in prompts]
+        caps = self.capture_rows(prompts, [[position] for _ in prompts], layers, progress)
+        out = np.empty((len(prompts), len(caps[0]) if caps else 0, self.n_embd), np.float32)
+        for i, cap in enumerate(caps):
+            out[i] = cap[:, 0]
+        return out
+
+    def capture_rows(self, prompts: Sequence[Sequence[int]], rows: Sequence[Sequence[int]],
+                     layers: Sequence[int] | None = None, progress=None) -> list[np.ndarray]:
+        """The residual stream at chosen tokens of each prompt (``rows[i]``: indices into
+        prompt i, negative from the end), the prompts batched together: one float32
+        ``[n_layers, len(rows[i]), n_embd]`` per prompt, bit-identical to ``capture`` alone."""
         il = layer_list(layers, self.n_layer)
         prompts = [self._check_ids(p) for p in prompts]
+        if len(rows) != len(prompts):
+            raise ValueError(f"{len(rows)} row lists for {len(prompts)} prompts: give one per prompt")
         rows_of = []
-        for p in prompts:
-            k = position + len(p) if position < 0 else position
-            if not 0 <= k < len(p):
-                raise ValueError(f"position {position} is outside a prompt of {len(p)} tokens")
-            rows_of.append(k)
+        for p, r in zip(prompts, rows):
+            ks = sorted({int(k) + len(p) if int(k) < 0 else int(k) for k in r})
+            if not ks or ks[0] < 0 or ks[-1] >= len(p):
+                raise ValueError(f"rows {list(r)} fall outside a prompt of {len(p)} tokens")
+            rows_of.append(ks)
         return self._decoder.capture_many(prompts, il, rows_of, progress)
 
     def generate(
