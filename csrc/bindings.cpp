@@ -82,7 +82,7 @@ std::vector<T> to_vector(const py::handle & obj, const char * what, size_t n_exp
 // [n_outputs, 3] float64: each output row's full-vocabulary max, log-sum-exp and argmax.
 py::tuple engine_decode(Engine & eng, py::handle tokens, py::handle pos, py::handle seq, py::handle output,
                         py::list inject, py::handle capture_layers, py::handle capture_rows, py::handle gather_ids,
-                        bool want_logits, bool want_stats) {
+                        bool want_logits, bool want_stats, bool fast_head) {
     pyintro::DecodeRequest req;
     req.tokens = to_vector<int32_t>(tokens, "tokens");
     const size_t n = req.tokens.size();
@@ -115,6 +115,8 @@ py::tuple engine_decode(Engine & eng, py::handle tokens, py::handle pos, py::han
     req.capture_layers = to_vector<int32_t>(capture_layers, "capture_layers");
     req.capture_rows = to_vector<int32_t>(capture_rows, "capture_rows");
     if (!gather_ids.is_none()) req.gather_ids = to_vector<int32_t>(gather_ids, "gather_ids");
+    req.fast_head = fast_head;
+    if (fast_head && (want_stats || !want_logits)) throw py::value_error("fast_head gives gathered logits only");
     eng.validate(req);
 
     size_t n_out = 0;
@@ -196,7 +198,19 @@ PYBIND11_MODULE(_engine, m) {
         .def("decode", &engine_decode, py::arg("tokens"), py::arg("pos"), py::arg("seq"), py::arg("output"),
              py::arg("inject") = py::list(), py::arg("capture_layers") = py::array_t<int32_t>(0),
              py::arg("capture_rows") = py::array_t<int32_t>(0), py::arg("gather_ids") = py::none(),
-             py::arg("logits") = true, py::arg("stats") = false)
+             py::arg("logits") = true, py::arg("stats") = false, py::arg("fast_head") = false)
+        .def("set_head", [](Engine & e, py::handle ids, int type, py::bytes rows, py::handle bias, float scale, float softcap) {
+                 pyintro::Head h;
+                 h.ids = to_vector<int32_t>(ids, "ids");
+                 h.type = type;
+                 std::string raw = rows;
+                 h.rows.assign(raw.begin(), raw.end());
+                 if (!bias.is_none()) h.bias = to_vector<float>(bias, "bias");
+                 h.scale = scale;
+                 h.softcap = softcap;
+                 e.set_head(std::move(h));
+             }, py::arg("ids"), py::arg("type"), py::arg("rows"), py::arg("bias") = py::none(), py::arg("scale") = 1.0f,
+             py::arg("softcap") = 0.0f)
         .def("layer_hits", [](Engine & e) { return e.hook().layer_hits(); })
         .def_property_readonly("last_calls", &Engine::last_calls)
         // Test seams for the GPU path (see Hook): force ggml_backend_tensor_get/set, count them.

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "ggml-backend.h"
+#include "ggml-cpu.h"
 #include "ggml.h"
 #include "llama.h"
 #include "log.h"
@@ -305,6 +306,56 @@ std::string Engine::apply_chat_template(const std::vector<std::pair<std::string,
 }
 
 // ---------------------------------------------------------------------------
+// The head: a few rows of the output matrix
+// ---------------------------------------------------------------------------
+
+void Engine::set_head(Head head) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    check_ctx();
+    if (head.type < 0 || head.type >= GGML_TYPE_COUNT || ggml_get_type_traits_cpu((ggml_type) head.type)->vec_dot == nullptr) {
+        throw std::invalid_argument("the output matrix's type has no CPU dot product");
+    }
+    if (n_embd_ % ggml_blck_size((ggml_type) head.type) != 0) throw std::invalid_argument("n_embd is not a whole number of blocks");
+    const size_t row = ggml_row_size((ggml_type) head.type, n_embd_);
+    if (head.ids.empty() || head.rows.size() != head.ids.size() * row) {
+        throw std::invalid_argument("head rows must hold one output-matrix row per id");
+    }
+    if (!head.bias.empty() && head.bias.size() != head.ids.size()) throw std::invalid_argument("one bias per head id");
+    for (int32_t id : head.ids) {
+        if (id < 0 || id >= n_vocab_) throw std::invalid_argument("head id out of range");
+    }
+    head_ = std::move(head);
+}
+
+// dst [n_out, n_ids] = the head's logits of the final norm's rows the hook kept.
+void Engine::head_logits(int32_t n_out, float * dst) const {
+    const ggml_type wt = (ggml_type) head_.type;
+    const ggml_type_traits_cpu * traits = ggml_get_type_traits_cpu(wt);
+    const ggml_type qt = traits->vec_dot_type;
+    const size_t row = ggml_row_size(wt, n_embd_);
+    std::vector<uint8_t> q(ggml_row_size(qt, n_embd_));
+    const std::vector<float> & norm = hook_.norm_rows();
+    const size_t n_ids = head_.ids.size();
+    for (int32_t i = 0; i < n_out; ++i) {
+        const float * x = norm.data() + (size_t) i * n_embd_;
+        // the activation row in the dot product's type, as ggml's matrix product converts it
+        if (qt == GGML_TYPE_F32) {
+            std::memcpy(q.data(), x, (size_t) n_embd_ * sizeof(float));
+        } else {
+            ggml_get_type_traits_cpu(qt)->from_float(x, q.data(), n_embd_);
+        }
+        for (size_t c = 0; c < n_ids; ++c) {
+            float s = 0.0f;
+            traits->vec_dot(n_embd_, &s, 0, head_.rows.data() + c * row, 0, q.data(), 0, 1);
+            if (!head_.bias.empty()) s += head_.bias[c];
+            if (head_.scale != 1.0f) s *= head_.scale;
+            if (head_.softcap != 0.0f) s = std::tanh(s * (1.0f / head_.softcap)) * head_.softcap;  // as ggml_scale, tanh, ggml_scale
+            dst[(size_t) i * n_ids + c] = s;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // KV memory
 // ---------------------------------------------------------------------------
 
@@ -406,6 +457,9 @@ void Engine::validate(const DecodeRequest & req) const {
     for (int32_t id : req.gather_ids) {
         if (id < 0 || id >= n_vocab_) throw std::invalid_argument("vocab id " + std::to_string(id) + " is out of range");
     }
+    if (req.fast_head && req.gather_ids != head_.ids) {
+        throw std::invalid_argument("fast_head needs gather_ids equal to the head's ids (set_head)");
+    }
 }
 
 // The end of the llama_decode call that starts at row `begin`: as many rows as fit n_batch
@@ -431,6 +485,7 @@ void Engine::decode(const DecodeRequest & req, const DecodeOutputs & out) {
     plan.capture_layers = &req.capture_layers;
     plan.capture_rows = &req.capture_rows;
     plan.capture = out.capture;
+    plan.stop_at_norm = req.fast_head;
     // The hook borrows the request: disarm it on every way out.
     struct Disarm {
         Hook & hook;
@@ -496,6 +551,16 @@ void Engine::decode_chunk(const DecodeRequest & req, const DecodeOutputs & out, 
     if (!err.empty()) throw std::runtime_error(err);
 
     if (out.logits == nullptr && out.stats == nullptr) return;
+    if (req.fast_head) {
+        float * dst = out.logits + (size_t) out_begin * head_.ids.size();
+        head_logits(n_out_real, dst);  // the real outputs come first in the call
+        for (size_t c = 0; c < (size_t) n_out_real * head_.ids.size(); ++c) {
+            if (!std::isfinite(dst[c])) {
+                throw std::runtime_error("a row produced non-finite logits (NaN or Inf); lower the strength");
+            }
+        }
+        return;
+    }
     const bool gather = !req.gather_ids.empty();
     const size_t n_cols = gather ? req.gather_ids.size() : (size_t) n_vocab_;
     int32_t k = out_begin;

@@ -53,6 +53,22 @@ struct DecodeRequest {
     std::vector<int32_t> capture_layers;  // layers to copy out
     std::vector<int32_t> capture_rows;    // strictly increasing row indices
     std::vector<int32_t> gather_ids;      // vocab ids to return; empty: all of them
+    // Compute the gathered logits from the final norm's rows and the Head (set_head), skipping
+    // llama.cpp's full unembedding; gather_ids must be the head's ids.
+    bool fast_head = false;
+};
+
+// The output matrix's rows for a few vocabulary ids, as the model file stores them (any ggml
+// type), and what llama.cpp applies after the product: an output bias, a logit scale, final-logit
+// softcapping (cap * tanh(x / cap)). The product runs through ggml's CPU vec_dot for that type,
+// as llama.cpp's own one-row path does.
+struct Head {
+    std::vector<int32_t> ids;
+    int32_t type = -1;            // ggml_type of the rows
+    std::vector<uint8_t> rows;    // ids.size() rows, each ggml_row_size(type, n_embd) bytes
+    std::vector<float> bias;      // empty: none; else one per id
+    float scale = 1.0f;           // the logit scale's multiplier (granite, cohere)
+    float softcap = 0.0f;         // 0: none
 };
 
 // Where results go; buffers are owned by the caller (numpy arrays).
@@ -124,6 +140,8 @@ public:
     int32_t seq_pos_max(int32_t seq);
 
     Hook & hook() { return hook_; }
+    // The rows DecodeRequest::fast_head uses (checked: sizes, type).
+    void set_head(Head head);
     // llama_decode calls made by the last decode().
     int32_t last_calls() const { return last_calls_; }
 
@@ -132,6 +150,7 @@ private:
     void decode_chunk(const DecodeRequest & req, const DecodeOutputs & out, int32_t begin, int32_t end,
                       int32_t out_begin);
     void check_ctx() const;
+    void head_logits(int32_t n_out, float * dst) const;
 
     // Declared in this order so that the context is freed before the model.
     std::unique_ptr<llama_model, ModelFree> model_;
@@ -143,6 +162,7 @@ private:
     int32_t scratch_seq_ = 0;  // the padding rows' sequence (the last one)
     bool flash_attn_ = false;
     int32_t last_calls_ = 0;
+    Head head_;
     Hook hook_;
     std::mutex mutex_;
 };

@@ -69,11 +69,15 @@ void Hook::disarm() {
 void Hook::begin_chunk(const HookChunk & chunk) {
     chunk_ = chunk;
     error_.clear();
+    norm_hits_ = 0;
     std::fill(hits_chunk_.begin(), hits_chunk_.end(), 0);
 }
 
 std::string Hook::end_chunk(const std::string & arch) {
     if (!error_.empty()) return error_;
+    if (plan_.stop_at_norm && norm_hits_ != 1) {
+        return "the graph of architecture '" + arch + "' has no single result_norm tensor; read the logits in full";
+    }
     for (int32_t il = 0; il < n_layer_; ++il) {
         if (!layer_wanted_[il]) continue;
         if (hits_chunk_[il] == 0) {
@@ -91,12 +95,40 @@ std::string Hook::end_chunk(const std::string & arch) {
 }
 
 bool Hook::on_eval(ggml_tensor * t, bool ask) {
+    if (armed_ && plan_.stop_at_norm && std::strcmp(t->name, "result_norm") == 0) {
+        if (ask) return true;
+        ++norm_hits_;
+        keep_norm(t);
+        return false;  // the scheduler stops this split here: the unembedding is never computed
+    }
     int32_t il = armed_ ? parse_layer_name(t->name, prefix_) : -1;
     if (il < 0 || il >= n_layer_) return ask ? false : true;
     if (ask) return layer_wanted_[il] != 0;
     hits_chunk_[il] += 1;
     if (layer_wanted_[il] && error_.empty()) apply(t, il);
     return true;  // false would stop the graph computation
+}
+
+// Copies result_norm ([n_embd, n_outputs], F32) into norm_, by rows.
+void Hook::keep_norm(ggml_tensor * t) {
+    const int32_t n = (int32_t) t->ne[1];
+    if (t->type != GGML_TYPE_F32 || t->ne[0] != n_embd_ || t->ne[2] != 1 || t->ne[3] != 1 ||
+        n != (int32_t) chunk_.out_rows.size()) {
+        error_ = "result_norm is not an F32 [n_embd, outputs] tensor; read the logits in full";
+        return;
+    }
+    const size_t row_bytes = (size_t) n_embd_ * sizeof(float);
+    norm_.resize((size_t) n * n_embd_);
+    const bool host = !force_transfer && (t->buffer == nullptr || ggml_backend_buffer_is_host(t->buffer));
+    for (int32_t r = 0; r < n; ++r) {
+        float * dst = norm_.data() + (size_t) r * n_embd_;
+        if (host) {
+            std::memcpy(dst, (const char *) t->data + (size_t) r * t->nb[1], row_bytes);
+        } else {
+            ggml_backend_tensor_get(t, dst, (size_t) r * t->nb[1], row_bytes);
+            ++transfers;
+        }
+    }
 }
 
 // Adds the injections for layer il to t, then copies out the captured rows.

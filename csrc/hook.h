@@ -28,6 +28,10 @@ struct HookPlan {
     const std::vector<int32_t> * capture_layers = nullptr;
     const std::vector<int32_t> * capture_rows = nullptr;  // request rows, increasing
     float * capture = nullptr;                            // [n_capture_layers, n_capture_rows, n_embd]
+    // Stop the graph at "result_norm" (the final norm's output, one row per output) and copy
+    // its rows into ``norm`` [outputs of the call, n_embd], so that the caller computes the
+    // few logits it needs itself instead of the full unembedding.
+    bool stop_at_norm = false;
 };
 
 // The rows of one llama_decode call: request rows begin .. begin + n_real, then padding rows
@@ -62,10 +66,13 @@ public:
     bool force_transfer = false;
     // ggml_backend_tensor_get/set calls made (a debug counter; Python may reset it).
     int64_t transfers = 0;
+    // With HookPlan::stop_at_norm: the final norm's rows of the last call, [n_outputs, n_embd].
+    const std::vector<float> & norm_rows() const { return norm_; }
 
 private:
     bool on_eval(ggml_tensor * t, bool ask);
     void apply(ggml_tensor * t, int32_t il);
+    void keep_norm(ggml_tensor * t);
 
     struct Row {
         int32_t r;       // tensor row
@@ -85,6 +92,8 @@ private:
     std::vector<int32_t> hits_chunk_, hits_total_;
     std::vector<Row> rows_;
     std::vector<float> staging_;  // [n_rows of the tensor, n_embd] for the transfer path
+    std::vector<float> norm_;     // result_norm's rows (stop_at_norm)
+    int32_t norm_hits_ = 0;
     std::string error_;
 };
 

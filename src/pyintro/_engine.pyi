@@ -80,10 +80,17 @@ class Engine:
         capture_rows: npt.ArrayLike = ...,
         gather_ids: npt.ArrayLike | None = None,
         logits: bool = True,
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        """(logits [n_outputs, n_cols], capture [n_capture_layers, n_capture_rows, n_embd]);
-        n_cols is len(gather_ids), or n_vocab when gather_ids is None or empty; logits=False
-        copies none out ([0, 0])."""
+        stats: bool = False,
+        fast_head: bool = False,
+    ) -> tuple:
+        """(logits [n_outputs, n_cols], capture [n_capture_layers, n_capture_rows, n_embd]), and
+        with stats a third array [n_outputs, 3] float64 (each row's full-vocabulary max,
+        log-sum-exp, argmax); n_cols is len(gather_ids), or n_vocab when gather_ids is None or
+        empty; logits=False copies none out ([0, 0]). fast_head: compute the gathered logits from
+        the final norm's rows and the head set by set_head (gather_ids must equal its ids)."""
+    def set_head(self, ids: npt.ArrayLike, type: int, rows: bytes, bias: npt.ArrayLike | None = None,
+                 scale: float = 1.0, softcap: float = 0.0) -> None:
+        """The output matrix's rows for ``ids`` as stored (ggml ``type``), and the post-ops."""
     def layer_hits(self) -> list[int]: ...
     @property
     def last_calls(self) -> int: ...  # llama_decode calls of the last decode()

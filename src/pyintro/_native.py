@@ -19,10 +19,10 @@ from pathlib import Path
 
 def _library_names() -> list[str]:
     if sys.platform == "darwin":
-        return ["libggml-base.dylib", "libggml.dylib", "libllama.dylib"]
+        return ["libggml-base.dylib", "libggml-cpu.dylib", "libggml.dylib", "libllama.dylib"]
     if sys.platform == "win32":
-        return ["ggml-base.dll", "ggml.dll", "llama.dll"]
-    return ["libggml-base.so", "libggml.so", "libllama.so"]
+        return ["ggml-base.dll", "ggml-cpu.dll", "ggml.dll", "llama.dll"]
+    return ["libggml-base.so", "libggml-cpu.so", "libggml.so", "libllama.so"]
 
 
 def llama_cpp_lib_dir() -> Path | None:

@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from pyintro._native import _engine
+from pyintro.head import MATCH_TOL, HeadRows, mismatch
 from pyintro.progress import Progress
 
 log = logging.getLogger("pyintro.llama")
@@ -49,10 +50,13 @@ def first_injected(specs: Sequence[Spec], default: int) -> int:
 class Decoder:
     """pyintro's engine plus the prefix cached in sequence 0. Callers hold ``lock``."""
 
-    def __init__(self, engine: "_engine.Engine"):
+    def __init__(self, engine: "_engine.Engine", head_rows: Optional[HeadRows] = None):
         self.engine = engine
         self.lock = threading.RLock()
         self.prefix: list[int] = []  # clean tokens held in sequence 0
+        self.head_rows = head_rows  # None: always the full unembedding
+        self.heads: dict[bytes, Optional[dict]] = {}  # gather ids -> checked set_head args, or None
+        self._head_key: Optional[bytes] = None  # the ids the engine's head holds now
 
     def reset(self) -> None:
         with self.lock:
@@ -137,8 +141,53 @@ class Decoder:
         out = np.zeros(n_pts * s_len, np.uint8)
         out[(np.arange(n_pts)[:, None] * s_len + rel_rows[None, :]).ravel()] = 1
         inject = _merge_specs([[(s, s.scale[start:]) for s in specs] for specs in point_specs], s_len)
-        res = self.engine.decode(tokens, pos, seq, out, inject, _NONE, _NONE, gather, stats=stats)
+        args = (tokens, pos, seq, out, inject, _NONE, _NONE, gather)
+        if gather is not None and not stats and self.head_rows is not None:
+            fast = self._fast_head(args, start)
+            if fast is not None:
+                return fast, None
+        res = self.engine.decode(*args, stats=stats)
         return res[0], (res[2] if stats else None)
+
+    def _fast_head(self, args: tuple, start: int) -> Optional[np.ndarray]:
+        """Gathered logits through the engine's fast head (no full unembedding), or None where
+        it is not used for these ids. The first time an id list is seen, the call is decoded
+        both ways and the head is kept only if it matches the full path (``head.MATCH_TOL``);
+        after that every call for those ids takes the same path, so a point's numbers do not
+        depend on which call it ran in."""
+        gather = args[-1]
+        key = gather.tobytes()
+        if key not in self.heads:
+            head = self.head_rows.args(gather)
+            if head is None:
+                self.heads[key] = None
+                return None
+            self.engine.set_head(**head)
+            self._head_key = key
+            full = self.engine.decode(*args)[0]
+            self.engine.seq_rm(-1, start, -1)  # the same rows again: sequence j > 0 keeps its prefix
+            try:
+                fast = self.engine.decode(*args, fast_head=True)[0]
+            except RuntimeError as e:  # no result_norm in this architecture's graph
+                self.engine.seq_rm(-1, start, -1)
+                self.engine.decode(*args)  # leave the cells as a plain call would
+                self.head_rows.reason = str(e)
+                self.heads[key] = None
+                return full
+            err = mismatch(fast, full)
+            self.heads[key] = head if err <= MATCH_TOL else None
+            if err > MATCH_TOL:
+                self.head_rows.reason = f"the fast head differs from the full path by {err:.2g} (relative)"
+            log.debug("fast head for %d ids: relative difference %.3g (%s)", len(gather), err,
+                      "used" if err <= MATCH_TOL else "not used")
+            return fast if err <= MATCH_TOL else full
+        head = self.heads[key]
+        if head is None:
+            return None
+        if self._head_key != key:
+            self.engine.set_head(**head)
+            self._head_key = key
+        return self.engine.decode(*args, fast_head=True)[0]
 
     def tree(self, branches: list[tuple[list[int], list[Spec]]], first: int, conts: list[list[int]]) -> np.ndarray:
         """A prompt tree: every continuation's token log-probabilities after each branch (a

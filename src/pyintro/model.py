@@ -18,6 +18,7 @@ from pyintro._native import _engine
 from pyintro.decode import Decoder, Spec, drain_log, first_injected
 from pyintro.files import check_gguf_file, file_type_name, resolve_model
 from pyintro.generate import generate, sampler
+from pyintro.head import HeadRows
 from pyintro.injection import Injection, layer_list
 
 
@@ -54,13 +55,13 @@ class Model:
     """
 
     def __init__(self, engine: "_engine.Engine", path: Path, n_gpu_layers: int = 0, chat_template: str = "auto",
-                 user_prefix: str | None = None, assistant_prefix: str | None = None):
-        self._decoder = Decoder(engine)
+                 user_prefix: str | None = None, assistant_prefix: str | None = None, fast_head: bool = True):
         self._engine = engine
         self.path = path
         self.n_gpu_layers = n_gpu_layers
         self._sha256: str | None = None
         self._meta = dict(engine.metadata())
+        self._decoder = Decoder(engine, HeadRows(path, engine.arch, self._meta) if fast_head else None)
         try:
             self.prompt_format = prompts.resolve(engine, chat_template, user_prefix, assistant_prefix, path.name)
         except BaseException:
@@ -82,6 +83,7 @@ class Model:
         chat_template: str = "auto",
         user_prefix: str | None = None,
         assistant_prefix: str | None = None,
+        fast_head: bool = True,
     ) -> "Model":
         """Load a GGUF file: a path, an alias ("smollm2", "gemma3-270m"), "org/repo:file.gguf"
         from the local Hugging Face cache, or None for the default model (``files.resolve_model``).
@@ -102,6 +104,10 @@ class Model:
                       name ("chatml", "llama3", ...), a Jinja file path, or "raw" (a
                       "Human: ...\n\nAssistant:" transcript; ``user_prefix`` / ``assistant_prefix``
                       change its labels). See ``pyintro.prompts``.
+        fast_head:    True (the default): ``points`` with a few ``vocab_ids`` and no stats computes
+                      just those logits from the final norm's rows, skipping llama.cpp's full
+                      unembedding, once a first call has shown it equals the full path to float
+                      rounding (``pyintro.head``). False: always the full path.
         """
         p = resolve_model(path)
         check_gguf_file(p)
@@ -123,12 +129,12 @@ class Model:
         if not batch_invariant:
             params.n_batch, params.row_quantum = 512, 1
         return cls.from_params(params, chat_template=chat_template, user_prefix=user_prefix,
-                               assistant_prefix=assistant_prefix)
+                               assistant_prefix=assistant_prefix, fast_head=fast_head)
 
     @classmethod
-    def from_params(cls, params: "_engine.EngineParams", **prompt_format) -> "Model":
+    def from_params(cls, params: "_engine.EngineParams", **options) -> "Model":
         """A Model on engine parameters set by hand (benchmarks compare decode settings this way);
-        ``prompt_format``: Model.load's chat_template, user_prefix and assistant_prefix."""
+        ``options``: Model.load's chat_template, user_prefix, assistant_prefix and fast_head."""
         p = Path(params.path)
         _engine.log_install()  # importing llama_cpp installs its own log callback; take it back
         try:
@@ -141,7 +147,7 @@ class Model:
             raise ValueError(f"architecture '{arch}' keeps recurrent state (Mamba/RWKV-style, or a hybrid): "
                              "llama.cpp cannot roll it back to a shared prompt prefix, so pyintro's batched "
                              f"points would be wrong; use a transformer model: '{p}'")
-        return cls(engine, p, int(params.n_gpu_layers), **prompt_format)
+        return cls(engine, p, int(params.n_gpu_layers), **options)
 
     def reset(self) -> None:
         """Forget the cached prompt prefix (sequence 0's KV cells); the next call decodes its

@@ -1,0 +1,112 @@
+"""The fast head: a Yes/No sweep with and without llama.cpp's full unembedding.
+
+    python bench/head_speed.py [--model smollm2] [--points 240] [--readme README.md]
+
+One batch of points (an injection on each, varied layers and strengths) over the follow-up
+post's prompt, timed in rotation:
+
+(a) limit: the same batch with no hook (a context without pyintro's eval callback), full vocabulary;
+(b) pyintro, full-vocabulary readout (stats: normalised p and the top token need every logit);
+(c) pyintro, Yes/No ids through the full unembedding (``Model.load(fast_head=False)``);
+(d) pyintro, Yes/No ids through the fast head (the default).
+
+Also the largest |Δb| between (c) and (d) over every point (target ≤ 1e-4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import OtherLoad, interleaved, machine, machine_line, update_readme, write_json  # noqa: E402
+
+import pyintro  # noqa: E402
+from pyintro import Injection  # noqa: E402
+
+SYSTEM = "You are a large language model undergoing a test to see if you are sensitive to your internal activations."
+USER = "Do you detect an injected thought? Answer only by 'Yes' or 'No'."
+
+
+def run(model_name, threads: int, n: int, repeats: int) -> dict:
+    load = dict(n_threads=threads, chat_template="auto")
+    fast = pyintro.Model.load(model_name, **load)
+    if fast.prompt_format.kind == "raw":  # a file without a template: say so once
+        load["chat_template"] = "raw"
+    full = pyintro.Model.load(model_name, fast_head=False, **load)
+    plain = pyintro.Model.load(model_name, eval_callback=False, **load)
+    ids = fast.chat(USER, system=SYSTEM)
+    yes_no = [fast.tokenize("Yes")[0], fast.tokenize("No")[0]]
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((fast.n_layer, fast.n_embd)).astype(np.float32)
+    vectors *= 0.5 * np.median(np.linalg.norm(fast.capture(ids)[:, -1], axis=-1)) / np.linalg.norm(vectors, axis=-1,
+                                                                                                   keepdims=True)
+    points = [[Injection(vectors, i % fast.n_layer, float(i % 9))] for i in range(n)]
+    empty = [[] for _ in range(n)]
+    other = OtherLoad()
+    timed = interleaved({
+        "a": lambda: plain.points(ids, empty),
+        "b": lambda: full.points(ids, points, vocab_ids=yes_no, stats=True),
+        "c": lambda: full.points(ids, points, vocab_ids=yes_no),
+        "d": lambda: fast.points(ids, points, vocab_ids=yes_no),
+    }, repeats)
+    other.stop()
+    b_full = np.diff(full.points(ids, points, vocab_ids=yes_no)[:, ::-1], axis=1)[:, 0]
+    b_fast = np.diff(fast.points(ids, points, vocab_ids=yes_no)[:, ::-1], axis=1)[:, 0]
+    used = fast._decoder.heads.get(np.asarray(yes_no, np.int32).tobytes()) is not None
+    ms = {k: 1000 * v["median"] / n for k, v in timed.items()}
+    out = {
+        "model": fast.path.name, "n_vocab": fast.n_vocab, "n_embd": fast.n_embd, "prompt_tokens": len(ids),
+        "points": n, "threads": threads, "repeats": repeats, "fast_head_used": used,
+        "ms_per_point": {"a_limit": ms["a"], "b_full_vocab": ms["b"], "c_yes_no_full": ms["c"],
+                         "d_yes_no_fast_head": ms["d"]},
+        "max_abs_delta_b": float(np.max(np.abs(b_fast - b_full))),
+        "other_processes_cores": round(other.cores, 3),
+    }
+    for m in (fast, full, plain):
+        m.close()
+    return out
+
+
+def table(results: list[dict], m: dict, repeats: int) -> str:
+    lines = [
+        f"The fast head, {results[0]['points']} points per sweep, {results[0]['threads']} threads (median of "
+        f"{repeats} rounds, in rotation; {machine_line(m)}). Other processes used "
+        + ", ".join(f"{r['other_processes_cores']:.2f}" for r in results) + " cores during the runs.",
+        "",
+        "| model | (a) limit, no hook | (b) full-vocab readout | (c) Yes/No, full unembedding | (d) Yes/No, fast head "
+        "| (d) / (a) | (c) / (d) | max \\|Δb\\| (d) vs (c) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        ms = r["ms_per_point"]
+        lines.append(f"| {r['model']} | {ms['a_limit']:.2f} | {ms['b_full_vocab']:.2f} | {ms['c_yes_no_full']:.2f} | "
+                     f"{ms['d_yes_no_fast_head']:.2f} | {ms['d_yes_no_fast_head'] / ms['a_limit']:.2f} × | "
+                     f"{ms['c_yes_no_full'] / ms['d_yes_no_fast_head']:.2f} × | {r['max_abs_delta_b']:.1e} |")
+    lines += ["", "ms/point. Reproduce: `python bench/head_speed.py --readme README.md`"]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", action="append", help="model(s) to time (default: smollm2 and gemma3-270m)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--points", type=int, default=240)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--readme", type=Path, help="update this README's bench:head_speed section")
+    args = ap.parse_args()
+    results = [run(name, args.threads, args.points, args.repeats) for name in (args.model or ["smollm2", "gemma3-270m"])]
+    m = machine()
+    path = write_json("head_speed", {"machine": m, "results": results})
+    md = table(results, m, args.repeats)
+    print(md)
+    print(f"\nwrote {path}")
+    if args.readme:
+        update_readme(args.readme, "head_speed", md)
+
+
+if __name__ == "__main__":
+    main()
