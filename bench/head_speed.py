@@ -56,7 +56,7 @@ def run(model_name, threads: int, n: int, repeats: int) -> dict:
     other.stop()
     b_full = np.diff(full.points(ids, points, vocab_ids=yes_no)[:, ::-1], axis=1)[:, 0]
     b_fast = np.diff(fast.points(ids, points, vocab_ids=yes_no)[:, ::-1], axis=1)[:, 0]
-    used = fast._decoder.heads.get(np.asarray(yes_no, np.int32).tobytes()) is not None
+    used = fast._decoder.heads.get(np.asarray(yes_no, np.int32).tobytes(), False)
     ms = {k: 1000 * v["median"] / n for k, v in timed.items()}
     out = {
         "model": fast.path.name, "n_vocab": fast.n_vocab, "n_embd": fast.n_embd, "prompt_tokens": len(ids),

@@ -199,18 +199,9 @@ PYBIND11_MODULE(_engine, m) {
              py::arg("inject") = py::list(), py::arg("capture_layers") = py::array_t<int32_t>(0),
              py::arg("capture_rows") = py::array_t<int32_t>(0), py::arg("gather_ids") = py::none(),
              py::arg("logits") = true, py::arg("stats") = false, py::arg("fast_head") = false)
-        .def("set_head", [](Engine & e, py::handle ids, int type, py::bytes rows, py::handle bias, float scale, float softcap) {
-                 pyintro::Head h;
-                 h.ids = to_vector<int32_t>(ids, "ids");
-                 h.type = type;
-                 std::string raw = rows;
-                 h.rows.assign(raw.begin(), raw.end());
-                 if (!bias.is_none()) h.bias = to_vector<float>(bias, "bias");
-                 h.scale = scale;
-                 h.softcap = softcap;
-                 e.set_head(std::move(h));
-             }, py::arg("ids"), py::arg("type"), py::arg("rows"), py::arg("bias") = py::none(), py::arg("scale") = 1.0f,
-             py::arg("softcap") = 0.0f)
+        .def("set_head", [](Engine & e, py::handle ids, float scale, float softcap) {
+                 e.set_head(to_vector<int32_t>(ids, "ids"), scale, softcap);
+             }, py::arg("ids"), py::arg("scale") = 1.0f, py::arg("softcap") = 0.0f)
         .def("layer_hits", [](Engine & e) { return e.hook().layer_hits(); })
         .def_property_readonly("last_calls", &Engine::last_calls)
         // Test seams for the GPU path (see Hook): force ggml_backend_tensor_get/set, count them.

@@ -140,8 +140,10 @@ public:
     int32_t seq_pos_max(int32_t seq);
 
     Hook & hook() { return hook_; }
-    // The rows DecodeRequest::fast_head uses (checked: sizes, type).
-    void set_head(Head head);
+    // Reads the rows of the output matrix (output.weight, else the tied token_embd.weight) and
+    // of output.bias for ``ids`` from the model file, for DecodeRequest::fast_head. Throws
+    // std::invalid_argument (with the reason) where the file has no such single-file matrix.
+    void set_head(const std::vector<int32_t> & ids, float scale, float softcap);
     // llama_decode calls made by the last decode().
     int32_t last_calls() const { return last_calls_; }
 
@@ -162,6 +164,7 @@ private:
     int32_t scratch_seq_ = 0;  // the padding rows' sequence (the last one)
     bool flash_attn_ = false;
     int32_t last_calls_ = 0;
+    std::string path_;
     Head head_;
     Hook hook_;
     std::mutex mutex_;

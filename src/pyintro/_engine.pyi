@@ -88,9 +88,9 @@ class Engine:
         log-sum-exp, argmax); n_cols is len(gather_ids), or n_vocab when gather_ids is None or
         empty; logits=False copies none out ([0, 0]). fast_head: compute the gathered logits from
         the final norm's rows and the head set by set_head (gather_ids must equal its ids)."""
-    def set_head(self, ids: npt.ArrayLike, type: int, rows: bytes, bias: npt.ArrayLike | None = None,
-                 scale: float = 1.0, softcap: float = 0.0) -> None:
-        """The output matrix's rows for ``ids`` as stored (ggml ``type``), and the post-ops."""
+    def set_head(self, ids: npt.ArrayLike, scale: float = 1.0, softcap: float = 0.0) -> None:
+        """Read the output matrix's rows (and output bias) for ``ids`` from the model file, for
+        decode(fast_head=True); ValueError where the file has no such matrix."""
     def layer_hits(self) -> list[int]: ...
     @property
     def last_calls(self) -> int: ...  # llama_decode calls of the last decode()

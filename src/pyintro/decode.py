@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from pyintro._native import _engine
-from pyintro.head import MATCH_TOL, HeadRows, mismatch
+from pyintro.head import MATCH_TOL, mismatch
 from pyintro.progress import Progress
 
 log = logging.getLogger("pyintro.llama")
@@ -50,12 +50,13 @@ def first_injected(specs: Sequence[Spec], default: int) -> int:
 class Decoder:
     """pyintro's engine plus the prefix cached in sequence 0. Callers hold ``lock``."""
 
-    def __init__(self, engine: "_engine.Engine", head_rows: Optional[HeadRows] = None):
+    def __init__(self, engine: "_engine.Engine", post_ops: Optional[dict] = None):
         self.engine = engine
         self.lock = threading.RLock()
         self.prefix: list[int] = []  # clean tokens held in sequence 0
-        self.head_rows = head_rows  # None: always the full unembedding
-        self.heads: dict[bytes, Optional[dict]] = {}  # gather ids -> checked set_head args, or None
+        self.post_ops = post_ops  # the fast head's scale and softcap; None: always the full path
+        self.heads: dict[bytes, bool] = {}  # gather ids -> whether the fast head matched the full path
+        self.head_reason = ""  # why the fast head is not used, once known
         self._head_key: Optional[bytes] = None  # the ids the engine's head holds now
 
     def reset(self) -> None:
@@ -142,7 +143,7 @@ class Decoder:
         out[(np.arange(n_pts)[:, None] * s_len + rel_rows[None, :]).ravel()] = 1
         inject = _merge_specs([[(s, s.scale[start:]) for s in specs] for specs in point_specs], s_len)
         args = (tokens, pos, seq, out, inject, _NONE, _NONE, gather)
-        if gather is not None and not stats and self.head_rows is not None:
+        if gather is not None and not stats and self.post_ops is not None:
             fast = self._fast_head(args, start)
             if fast is not None:
                 return fast, None
@@ -158,12 +159,12 @@ class Decoder:
         gather = args[-1]
         key = gather.tobytes()
         if key not in self.heads:
-            head = self.head_rows.args(gather)
-            if head is None:
-                self.heads[key] = None
+            self.heads[key] = False
+            try:
+                self._set_head(gather, key)
+            except ValueError as e:  # no single-file output matrix, or a type without a CPU dot product
+                self.head_reason = str(e)
                 return None
-            self.engine.set_head(**head)
-            self._head_key = key
             full = self.engine.decode(*args)[0]
             self.engine.seq_rm(-1, start, -1)  # the same rows again: sequence j > 0 keeps its prefix
             try:
@@ -171,23 +172,25 @@ class Decoder:
             except RuntimeError as e:  # no result_norm in this architecture's graph
                 self.engine.seq_rm(-1, start, -1)
                 self.engine.decode(*args)  # leave the cells as a plain call would
-                self.head_rows.reason = str(e)
-                self.heads[key] = None
+                self.head_reason = str(e)
                 return full
             err = mismatch(fast, full)
-            self.heads[key] = head if err <= MATCH_TOL else None
+            log.debug("fast head for %d ids: relative difference %.3g", len(gather), err)
             if err > MATCH_TOL:
-                self.head_rows.reason = f"the fast head differs from the full path by {err:.2g} (relative)"
-            log.debug("fast head for %d ids: relative difference %.3g (%s)", len(gather), err,
-                      "used" if err <= MATCH_TOL else "not used")
-            return fast if err <= MATCH_TOL else full
-        head = self.heads[key]
-        if head is None:
+                self.head_reason = f"the fast head differs from the full path by {err:.2g} (relative)"
+                return full
+            self.heads[key] = True
+            return fast
+        if not self.heads[key]:
             return None
         if self._head_key != key:
-            self.engine.set_head(**head)
-            self._head_key = key
+            self._set_head(gather, key)
         return self.engine.decode(*args, fast_head=True)[0]
+
+    def _set_head(self, gather: np.ndarray, key: bytes) -> None:
+        self._head_key = None
+        self.engine.set_head(gather, **self.post_ops)
+        self._head_key = key
 
     def tree(self, branches: list[tuple[list[int], list[Spec]]], first: int, conts: list[list[int]]) -> np.ndarray:
         """A prompt tree: every continuation's token log-probabilities after each branch (a

@@ -17,16 +17,12 @@ the full path. The numbers then never depend on which path ran beyond float roun
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-log = logging.getLogger("pyintro")
-
 # How the full path scales logits after the unembedding, by architecture (llama.cpp
-# src/models/*.cpp): granite divides by ``{arch}.logit_scale``, cohere multiplies.
+# src/models/*.cpp): granite divides by ``{arch}.logit_scale``, cohere and grok multiply.
 _LOGIT_SCALE = {"granite": "divide", "granitemoe": "divide", "granitehybrid": "divide",
                 "command-r": "multiply", "cohere2": "multiply", "cohere2moe": "multiply", "grok": "multiply"}
 
@@ -34,71 +30,24 @@ _LOGIT_SCALE = {"granite": "divide", "granitemoe": "divide", "granitehybrid": "d
 # file has no ``{arch}.final_logit_softcapping`` (0: none).
 _SOFTCAP = {"gemma2": 30.0, "gemma3": 0.0, "gemma4": 30.0, "grok": 0.0}
 
-# Largest |fast - full| accepted, relative to the row's largest |logit| (at least 1): the two
-# products differ only in summation order (measured: docs/performance.md).
+# Largest |fast - full| accepted, relative to the call's largest |logit| (at least 1). The two
+# products differ only in summation order: measured up to 2e-7 (docs/performance.md).
 MATCH_TOL = 1e-5
 
 
-class HeadRows:
-    """The output matrix of one GGUF file, read lazily (memory-mapped), and its post-ops."""
-
-    def __init__(self, path: Path, arch: str, meta: dict[str, str]):
-        self.path = Path(path)
-        self.arch = arch
-        self.meta = meta
-        self._reader = None
-        self._matrix = None
-        self._bias = None
-        self.reason: Optional[str] = None  # why no head can be built, once known
-
-    def _open(self) -> bool:
-        if self._reader is not None or self.reason is not None:
-            return self.reason is None
-        try:
-            import gguf
-
-            reader = gguf.GGUFReader(str(self.path), "r")
-        except Exception as e:  # a file llama.cpp loads but gguf-py cannot read
-            self.reason = f"gguf could not read the file ({e})"
-            return False
-        tensors = {t.name: t for t in reader.tensors}
-        matrix = tensors.get("output.weight", tensors.get("token_embd.weight"))
-        if matrix is None or len(matrix.shape) != 2:
-            self.reason = "no output matrix"
-            return False
-        self._reader, self._matrix, self._bias = reader, matrix, tensors.get("output.bias")
-        return True
-
-    def _scale(self) -> tuple[float, float]:
-        """(multiplier, softcap) applied after the product: (1, 0) for most models."""
-        mult = 1.0
-        mode = _LOGIT_SCALE.get(self.arch)
-        raw = self.meta.get(f"{self.arch}.logit_scale")
-        if raw is not None:
-            scale = np.float32(raw)
-            if mode is None:
-                raise LookupError(f"{self.arch}.logit_scale is set and its meaning for this architecture is unknown")
-            mult = float(np.float32(1.0) / scale) if mode == "divide" else float(scale)
-        cap = 0.0
-        if self.arch in _SOFTCAP:
-            cap = float(self.meta.get(f"{self.arch}.final_logit_softcapping", _SOFTCAP[self.arch]))
-        return mult, cap
-
-    def args(self, ids: np.ndarray) -> Optional[dict]:
-        """``Engine.set_head`` arguments for ``ids``, or None where this file cannot have a head."""
-        if not self._open():
+def post_ops(arch: str, meta: dict[str, str]) -> Optional[dict]:
+    """``Engine.set_head``'s scale and softcap for this architecture, or None where its logit
+    scale's meaning is unknown here (the full path is then used)."""
+    scale = 1.0
+    raw = meta.get(f"{arch}.logit_scale")
+    if raw is not None:
+        mode = _LOGIT_SCALE.get(arch)
+        if mode is None:
             return None
-        try:
-            mult, cap = self._scale()
-        except LookupError as e:
-            self.reason = str(e)
-            return None
-        rows = np.ascontiguousarray(self._matrix.data[ids]).view(np.uint8)
-        bias = None
-        if self._bias is not None:
-            bias = np.asarray(self._bias.data, np.float32).reshape(-1)[ids]
-        return {"ids": ids, "type": int(self._matrix.tensor_type), "rows": rows.tobytes(),
-                "bias": bias, "scale": mult, "softcap": cap}
+        value = np.float32(raw)
+        scale = float(np.float32(1.0) / value) if mode == "divide" else float(value)
+    cap = float(meta.get(f"{arch}.final_logit_softcapping", _SOFTCAP[arch])) if arch in _SOFTCAP else 0.0
+    return {"scale": scale, "softcap": cap}
 
 
 def mismatch(fast: np.ndarray, full: np.ndarray) -> float:

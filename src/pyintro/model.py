@@ -18,7 +18,7 @@ from pyintro._native import _engine
 from pyintro.decode import Decoder, Spec, drain_log, first_injected
 from pyintro.files import check_gguf_file, file_type_name, resolve_model
 from pyintro.generate import generate, sampler
-from pyintro.head import HeadRows
+from pyintro import head
 from pyintro.injection import Injection, layer_list
 
 
@@ -61,7 +61,7 @@ class Model:
         self.n_gpu_layers = n_gpu_layers
         self._sha256: str | None = None
         self._meta = dict(engine.metadata())
-        self._decoder = Decoder(engine, HeadRows(path, engine.arch, self._meta) if fast_head else None)
+        self._decoder = Decoder(engine, head.post_ops(engine.arch, self._meta) if fast_head else None)
         try:
             self.prompt_format = prompts.resolve(engine, chat_template, user_prefix, assistant_prefix, path.name)
         except BaseException:
