@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 
 from pyintro.experiments.post import telling_slice
 
-__all__ = ["b_vs_layer", "b_vs_strength", "by_depth", "drift", "heatmaps", "per_concept",
+__all__ = ["b_vs_layer", "b_vs_strength", "by_depth", "curves", "drift", "drift_metric", "heatmaps", "per_concept",
            "telling_slice"]
 
 _SUFFIXES = (".png", ".svg")
@@ -193,13 +193,14 @@ def drift(result: dict, path):
 
 
 def by_depth(cells, path, panels: Sequence[tuple[str, str, float | None]], control: str = "random",
-             title: str = ""):
+             title: str = "", baselines: dict | None = None):
     """Experiment figures as the paper draws them: each panel a measure against layer as a
     fraction of depth, one line per strength (the injected condition), and the ``control``
     condition as one grey band (its min to max over strengths) with its mean.
 
     cells: rows with condition, depth, strength and the measures (e.g. ``detection.cells``).
-    panels: (column, label, chance level or None) per panel."""
+    panels: (column, label, chance level or None) per panel.
+    baselines: {column: value} drawn as a dashed grey line "no injection" in that panel."""
     _check_path(path)
     recs = _records(cells)
     main = [c for c in recs if c["condition"] not in (control, "none")]
@@ -223,6 +224,8 @@ def by_depth(cells, path, panels: Sequence[tuple[str, str, float | None]], contr
                 ax.plot(*zip(*pts), color=colour, linewidth=1.8, marker="o", markersize=3, label=f"strength {s:g}")
         if chance is not None:
             ax.axhline(chance, color="black", linestyle=":", linewidth=1, label=f"chance ({chance:g})")
+        if baselines and col in baselines and np.isfinite(float(baselines[col])):
+            ax.axhline(float(baselines[col]), color=GREY, linestyle="--", linewidth=1.4, label="no injection")
         _style(ax, "layer (fraction of depth)", label)
     axes[0].legend(fontsize="small", frameon=False)
     if title:
@@ -254,3 +257,72 @@ def _strength_colours(n: int) -> list:
 
     cmap = colormaps["plasma"]
     return [cmap(0.15 + 0.7 * i / max(1, n - 1)) for i in range(n)]
+
+
+def curves(path, panels: Sequence[dict], title: str = "", xlabel: str = "layer (fraction of depth)"):
+    """A row of panels of named curves, for figures the other helpers do not draw.
+
+    Each panel: {"ylabel": str, "lines": [{"label", "x", "y", and optionally "lo" / "hi" (a
+    shaded interval), "colour", "style" ("-", "--", ":"), "band": True (a grey band, no line)}],
+    "hlines": [(y, label)], "vlines": [(x, label)], "title": str}. Lines without a colour get
+    one of the strength colours in turn."""
+    _check_path(path)
+    if not panels:
+        raise ValueError("no panels to draw")
+    fig = _figure(4.6 * len(panels) + 0.8, 4.2)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, panel in zip(axes, panels):
+        lines = panel.get("lines", [])
+        colours = iter(_strength_colours(max(1, sum(1 for ln in lines if not ln.get("colour") and not ln.get("band")))))
+        for ln in lines:
+            x = np.asarray(ln["x"], float)
+            order = np.argsort(x)
+            x = x[order]
+            if ln.get("band"):
+                ax.fill_between(x, np.asarray(ln["lo"], float)[order], np.asarray(ln["hi"], float)[order], color=GREY,
+                                alpha=0.25, linewidth=0, label=ln["label"])
+                if "y" in ln:
+                    ax.plot(x, np.asarray(ln["y"], float)[order], color=GREY, linewidth=1.2)
+                continue
+            colour = ln.get("colour") or next(colours)
+            y = np.asarray(ln["y"], float)[order]
+            if "lo" in ln and "hi" in ln:
+                ax.fill_between(x, np.asarray(ln["lo"], float)[order], np.asarray(ln["hi"], float)[order],
+                                color=colour, alpha=0.18, linewidth=0)
+            ax.plot(x, y, color=colour, linestyle=ln.get("style", "-"), linewidth=1.8, marker="o", markersize=2.5,
+                    label=ln["label"])
+        for y, label in panel.get("hlines", []):
+            ax.axhline(y, color=GREY, linestyle="--", linewidth=1.3, label=label)
+        for x, label in panel.get("vlines", []):
+            ax.axvline(x, color="black", linestyle=":", linewidth=1.1, label=label)
+        _style(ax, xlabel, panel.get("ylabel", ""))
+        if panel.get("title"):
+            ax.set_title(panel["title"], fontsize="medium")
+        ax.legend(fontsize="x-small", frameon=False)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def drift_metric(result: dict, path, metric: str):
+    """An experiment's quantization comparison (``experiments.compare.compare_experiment``):
+    each model's ``metric`` against the reference file's at the same cell, one colour per model."""
+    _check_path(path)
+    fig = _figure(6.0, 6.0)
+    ax = fig.subplots()
+    values = []
+    for entry in result["models"]:
+        if entry["reference"]:
+            continue
+        x, y = np.asarray(entry["reference_values"], float), np.asarray(entry["values"], float)
+        if len(x):
+            values += [x, y]
+            ax.scatter(x, y, s=10, alpha=0.6, label=f"{entry['quant_type']} (mean |Δ| {entry['mean_abs_diff']:.3g})")
+    if values:
+        lo, hi = float(np.nanmin(np.concatenate(values))), float(np.nanmax(np.concatenate(values)))
+        pad = 0.05 * (hi - lo or 1.0)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color=GREY, lw=1)
+    _style(ax, f"{metric}, reference {Path(result['reference']).name}", f"{metric}, other quantization")
+    ax.set_title(f"{result.get('experiment', '')}: {metric} across quantizations".strip(": "))
+    ax.legend(fontsize="small", frameon=False)
+    return _save(fig, path)

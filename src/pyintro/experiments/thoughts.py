@@ -1,0 +1,293 @@
+"""Experiment 2 of Lindsey (2025), judge-free: can the model tell an injected thought from the
+text it reads? The word's concept vector is injected on the tokens of a sentence only; the
+model is asked what word it thinks of, and, separately, to repeat the sentence.
+
+Stimuli: the 50 sentences (``stimuli.SENTENCES``), each paired with a seeded concept word it
+does not already contain (``pairs.pairs``). Manipulation: the word's vector at one layer and
+strength, on the sentence's tokens of each prompt (not on the answer). Readouts, per (pair,
+layer, strength) and once per pair without injection (condition ``none``):
+
+- **thought** (the paper's "Tell me what word you think about when you read the line below.
+  Answer immediately." prompt): a 10-way forced choice, each candidate word (the target and 9
+  seeded distractors from the word pool, as written in the pool) scored by its log-likelihood
+  as the assistant's answer (``Model.score``, one prompt tree per point): ``think_top1`` and
+  ``think_rank`` by summed log-probability, ``think_norm_*`` per token; chance is 10%;
+- **text** (the paper's "Repeat the line below. Answer immediately." prompt): the greedy reply
+  (at most the sentence's token count + 4 tokens), ``repeat_exact`` when it equals the sentence
+  and ``repeat_match`` when it contains it (the paper's rule), both after lower-casing and
+  dropping punctuation; and ``repeat_lp``, the teacher-forced log-probability of the sentence
+  as the answer (``repeat_lp_token`` per token);
+- ``joint``: the thought is named (10-way top-1) and the sentence repeated (``repeat_match``),
+  the paper's point: both at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from pyintro import plots
+from pyintro.experiments.common import answer_ids, depth, distractors, prompt, shard_of
+from pyintro.experiments.pairs import check_strengths, span_of
+from pyintro.injection import Injection, layer_list
+from pyintro.results import Table, convert, provenance, read_rows, run_chunks, write_json, write_rows
+from pyintro.stimuli import CITATION, CONCEPT_WORDS, PROMPTS, messages
+
+STRENGTHS = (1.0, 2.0, 4.0, 8.0, 16.0)
+N_CHOICES = 10
+EXTRA_TOKENS = 4  # the greedy reply may run this many tokens past the sentence's own count
+COLUMNS = ["condition", "pair", "sentence", "word", "layer", "depth", "strength", "think_top1", "think_rank",
+           "think_norm_top1", "think_norm_rank", "think_lp", "repeat_lp", "repeat_lp_token", "repeat_exact",
+           "repeat_match", "joint", "reply", "added_norm", "model", "quant_type"]
+INTS = ("pair", "layer", "think_top1", "think_rank", "think_norm_top1", "think_norm_rank", "repeat_exact",
+        "repeat_match", "joint")
+FLOATS = ("depth", "strength", "think_lp", "repeat_lp", "repeat_lp_token", "added_norm")
+SAME_ON_RESUME = ("pyintro", "llama_cpp_python", "model_sha256", "numerics", "prompt_format", "seed", "pairs",
+                  "pool", "vector_sha256")
+
+
+def key(row: dict) -> tuple:
+    return (row["condition"], int(row["pair"]), int(row["layer"]), float(row["strength"]))
+
+
+def parse_row(row: dict) -> dict:
+    return convert(row, INTS, FLOATS)
+
+
+def normalise(text: str) -> str:
+    """Lower case, punctuation dropped, whitespace collapsed: how replies and sentences compare."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+class PairPrompts:
+    """One pair's two prompts for one model: ids, the sentence's token span in each, the
+    forced-choice candidates (target first) and the sentence as the repeat answer."""
+
+    def __init__(self, model, index: int, sentence: str, word: str, pool: Sequence[str], seed: int):
+        self.index, self.sentence, self.word = index, sentence, word
+        self.think_ids, self.think_span = _sentence_prompt(model, PROMPTS["exp2"]["think_prompt"], sentence)
+        self.repeat_ids, self.repeat_span = _sentence_prompt(model, PROMPTS["exp2"]["repeat_prompt"], sentence)
+        self.choices = [word] + distractors(word, pool, N_CHOICES - 1, seed)
+        self.candidates = [answer_ids(model, w) for w in self.choices]
+        self.answer = answer_ids(model, sentence)
+        self.max_tokens = len(self.answer) + EXTRA_TOKENS
+
+    def describe(self, model) -> dict:
+        return {"think": model.detokenize(self.think_ids), "repeat": model.detokenize(self.repeat_ids),
+                "injected_think": model.detokenize([self.think_ids[k] for k in self.think_span]),
+                "choices": self.choices}
+
+
+def _sentence_prompt(model, entry, sentence: str) -> tuple[list[int], list[int]]:
+    msgs = [(role, text.replace("{sentence}", sentence)) for role, text in messages(entry)]
+    text, ids = prompt(model, msgs)
+    head = text.index(msgs[-1][1])  # the sentence inside the user turn, not in any earlier text
+    return ids, span_of(model, text, ids, sentence, head)
+
+
+def _points(vec, points, span) -> list[list[Injection]]:
+    return [[Injection(vec, L, s, positions=span)] if s != 0 and L >= 0 else [] for L, s in points]
+
+
+def _pair_rows(model, P: PairPrompts, vec, points) -> list[dict]:
+    """Rows of one pair at ``points`` [(layer, strength)]; layer -1 is the uninjected row."""
+    think = model.score(P.think_ids, _points(vec, points, P.think_span), P.candidates)  # [n_pts, 10, len]
+    summed = np.nansum(think, axis=2)  # [n_pts, 10]
+    norm = summed / np.sum(np.isfinite(think), axis=2)
+    inj = _points(vec, points, P.repeat_span)
+    rep = np.nansum(model.score(P.repeat_ids, inj, [P.answer])[:, 0], axis=1)  # [n_pts]
+    replies = []
+    for start in range(0, len(points), model.n_seq_max):
+        part = inj[start:start + model.n_seq_max]
+        outs = model.generate_many(P.repeat_ids, part, P.max_tokens, 0.0, [0] * len(part))
+        replies += [model.detokenize([t for t in toks if not model.is_eog(t)], special=False) for toks in outs]
+    norms = np.linalg.norm(np.asarray(getattr(vec, "directions", vec), np.float64), axis=1)
+    target = normalise(P.sentence)
+    rows = []
+    for j, (L, s) in enumerate(points):
+        rank = 1 + int(np.sum(summed[j] > summed[j, 0]))
+        rank_n = 1 + int(np.sum(norm[j] > norm[j, 0]))
+        said = normalise(replies[j])
+        match = int(target in said)
+        rows.append({"condition": "none" if L < 0 else "injected", "pair": P.index, "sentence": P.sentence,
+                     "word": P.word, "layer": L, "depth": depth(L, model.n_layer) if L >= 0 else float("nan"),
+                     "strength": s, "think_top1": int(rank == 1), "think_rank": rank,
+                     "think_norm_top1": int(rank_n == 1), "think_norm_rank": rank_n, "think_lp": float(summed[j, 0]),
+                     "repeat_lp": float(rep[j]), "repeat_lp_token": float(rep[j] / len(P.answer)),
+                     "repeat_exact": int(said == target), "repeat_match": match, "joint": int(rank == 1 and match),
+                     "reply": replies[j], "added_norm": float(abs(s) * norms[L]) if L >= 0 else 0.0,
+                     "model": Path(model.path).name, "quant_type": model.quant_type})
+    return rows
+
+
+def thoughts(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], layers=None,
+             strengths: Sequence[float] = STRENGTHS, pool: Sequence[str] = CONCEPT_WORDS, seed: int = 0, out=None,
+             resume: bool = False, shard=None, progress=None) -> list[dict]:
+    """Experiment 2's rows: per pair, one uninjected row (condition ``none``, layer -1) and one
+    per (layer, strength) with the word's vector on the sentence tokens (see the module
+    docstring for the columns).
+
+    vectors:   {word: ConceptVector} holding every pair's word (``pyintro.concepts.library``).
+    pair_list: [(index, sentence, word)] (``pairs.pairs``); pool: the words distractors are
+               drawn from (at least 10, holding every pair's word).
+    out/resume/shard: rows are appended to ``out`` as each chunk finishes; resume=True computes
+               only what is missing; shard=(k, n) takes every n-th pair.
+    """
+    layers = layer_list(layers, model.n_layer)
+    strengths = check_strengths(strengths)
+    pool = list(pool)
+    if len(set(pool)) < N_CHOICES:
+        raise ValueError(f"the 10-way choice needs at least {N_CHOICES} distinct words in the pool, got {len(set(pool))}")
+    for _, _, w in pair_list:
+        if w not in vectors:
+            raise ValueError(f"no vector for {w!r}: build the library with `pyintro concepts --words ...` first")
+        if w not in pool:
+            raise ValueError(f"the word {w!r} is not in the word pool the distractors come from")
+    mine = shard_of(list(pair_list), shard)
+    prompts = {i: PairPrompts(model, i, s, w, pool, seed) for i, s, w in mine}
+    grid = [(L, s) for L in layers for s in strengths]
+    meta = dict(provenance(model), seed=int(seed), pairs=[list(p) for p in pair_list], pool=pool,
+                prompts={i: P.describe(model) for i, P in list(prompts.items())[:1]},
+                vector_sha256={w: hashlib.sha256(vectors[w].directions.tobytes()).hexdigest() for _, _, w in pair_list},
+                grid={"layers": layers, "strengths": strengths}, columns=COLUMNS)
+    step = model.n_seq_max
+    chunks = []
+    for i, _, w in mine:
+        points = [(-1, 0.0)] + grid
+        chunks += [(i, w, points[k:k + step]) for k in range(0, len(points), step)]
+
+    def compute(chunk):
+        i, w, points = chunk
+        return _pair_rows(model, prompts[i], vectors[w], points)
+
+    def keys(chunk):
+        return [("none" if L < 0 else "injected", chunk[0], L, s) for L, s in chunk[2]]
+
+    with Table(out, COLUMNS, key, parse_row, meta, SAME_ON_RESUME, resume) as table:
+        run_chunks(table, chunks, compute, keys, progress, desc="thoughts", unit="point")
+    return list(table.done.values())
+
+
+# -- summaries ----------------------------------------------------------------------------------
+
+CELL_COLUMNS = ["condition", "layer", "depth", "strength", "n", "think", "think_norm", "think_rank", "repeat",
+                "repeat_exact", "repeat_lp", "repeat_lp_shift", "joint"]
+
+
+def cells(rows) -> list[dict]:
+    """Per (layer, strength), and once for the uninjected rows: the thought's 10-way top-1 rate
+    (summed and per-token), its mean rank, the repeat rates, the mean teacher-forced
+    log-probability of the sentence and its mean shift from the same pair's uninjected value,
+    and the joint rate."""
+    base = {int(r["pair"]): float(r["repeat_lp"]) for r in rows if r["condition"] == "none"}
+    groups: dict[tuple, list] = {}
+    for r in rows:
+        groups.setdefault((r["condition"], int(r["layer"]), float(r["strength"])), []).append(r)
+    out = []
+    for (cond, L, s), rs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "none", kv[0][1:])):
+        mean = lambda c: float(np.mean([float(r[c]) for r in rs]))  # noqa: E731
+        shifts = [float(r["repeat_lp"]) - base[int(r["pair"])] for r in rs if int(r["pair"]) in base]
+        out.append({"condition": cond, "layer": L, "depth": float(rs[0]["depth"]), "strength": s, "n": len(rs),
+                    "think": mean("think_top1"), "think_norm": mean("think_norm_top1"), "think_rank": mean("think_rank"),
+                    "repeat": mean("repeat_match"), "repeat_exact": mean("repeat_exact"), "repeat_lp": mean("repeat_lp"),
+                    "repeat_lp_shift": float(np.mean(shifts)) if shifts else float("nan"), "joint": mean("joint")})
+    return out
+
+
+def summary(rows) -> dict:
+    """The uninjected rates, and the injected cell with the highest joint rate (ties: the
+    higher thought rate, then the lower layer)."""
+    cs = cells(rows)
+    none = next((c for c in cs if c["condition"] == "none"), None)
+    injected = [c for c in cs if c["condition"] == "injected"]
+    best = max(injected, key=lambda c: (c["joint"], c["think"], -c["layer"])) if injected else None
+    best_think = max(injected, key=lambda c: (c["think"], c["joint"], -c["layer"])) if injected else None
+    return {"uninjected": none, "best_cell": best, "best_thought_cell": best_think, "chance": 1 / N_CHOICES,
+            "n_pairs": len({int(r["pair"]) for r in rows})}
+
+
+def report(head: dict) -> list[str]:
+    u, b = head["uninjected"], head["best_cell"]
+    lines = []
+    if u:
+        lines.append(f"uninjected: thought 10-way top-1 {u['think']:.0%} (chance 10%), sentence repeated "
+                     f"{u['repeat']:.0%}, both {u['joint']:.0%} ({u['n']} pairs)")
+    if b:
+        lines.append(f"best cell: layer {b['layer']} (depth {b['depth']:.2f}), strength {b['strength']:g}: thought "
+                     f"{b['think']:.0%}, repeated {b['repeat']:.0%}, both {b['joint']:.0%}, sentence log-prob "
+                     f"shift {b['repeat_lp_shift']:+.2f}")
+    t = head.get("best_thought_cell")
+    if t and t is not b:
+        lines.append(f"best thought cell: layer {t['layer']}, strength {t['strength']:g}: thought {t['think']:.0%}, "
+                     f"repeated {t['repeat']:.0%}")
+    return lines
+
+
+# -- end to end ---------------------------------------------------------------------------------
+
+QUICK = {"pairs": 4, "layers": 4, "strengths": (4.0, 16.0)}
+TITLE = "Lindsey (2025), experiment 2: distinguishing injected thoughts from text"
+
+
+def run(model, out_dir, words: Optional[Sequence[str]] = None, sentences: Optional[Sequence[str]] = None,
+        library=None, layers=None, strengths: Optional[Sequence[float]] = None, n_pairs: Optional[int] = None,
+        quick: bool = False, seed: int = 0, shard=None, resume: bool = False, progress=None) -> dict:
+    """Experiment 2 into ``out_dir`` (which must exist): results.csv (one row per pair and
+    point), cells.csv, thoughts.png and summary.json. ``words``: the word pool (default the 50
+    concept words); ``sentences``: default the paper's 50. ``quick``: 4 pairs, 4 layers,
+    strengths 4 and 16 (unless given). Returns the summary."""
+    from pyintro import concepts
+    from pyintro.experiments.common import evenly_spaced
+    from pyintro.experiments.pairs import check_sentences, pairs
+    from pyintro.stimuli import SENTENCES
+
+    start = time.perf_counter()
+    pool = concepts.check_words(words)
+    sentences = check_sentences(SENTENCES if sentences is None else sentences)
+    if n_pairs is None and quick:
+        n_pairs = min(QUICK["pairs"], len(sentences))
+    if layers is None and quick:
+        layers = evenly_spaced(model.n_layer, QUICK["layers"])
+    if strengths is None:
+        strengths = QUICK["strengths"] if quick else STRENGTHS
+    if len(pool) < N_CHOICES:
+        raise ValueError(f"the 10-way choice needs at least {N_CHOICES} words in --words, got {len(pool)}")
+    pair_list = pairs(sentences, pool, seed, n_pairs)
+    layer_list(layers, model.n_layer), check_strengths(strengths)  # refuse bad input before extracting
+    vectors = concepts.library(model, list(dict.fromkeys(w for _, _, w in pair_list)), out=library,
+                               progress=progress)
+    rows = thoughts(model, vectors, pair_list, layers, strengths, pool=pool, seed=seed,
+                    out=Path(out_dir) / "results.csv", resume=resume, shard=shard, progress=progress)
+    return finish(rows, out_dir, Path(model.path).name, provenance(model), start)
+
+
+def finish(rows, out_dir, model_name: str, prov: dict, start: Optional[float] = None) -> dict:
+    """cells.csv, thoughts.png and summary.json from the rows (of a run, or merged shards)."""
+    out_dir = Path(out_dir)
+    cs = cells(rows)
+    write_rows(out_dir / "cells.csv", cs, CELL_COLUMNS)
+    head = summary(rows)
+    base = head["uninjected"] or {}
+    plots.by_depth([c for c in cs if c["condition"] != "none"], out_dir / "thoughts.png",
+                   [("think", "thought: 10-way top-1 (injected word)", 0.1),
+                    ("repeat", "text: sentence repeated (greedy)", None),
+                    ("joint", "both at once", None)],
+                   title=f"{model_name}: experiment 2, thoughts vs text (judge-free)",
+                   baselines={k: base.get(k, float("nan")) for k in ("think", "repeat", "joint")})
+    out = {"experiment": TITLE, "source": CITATION, "mode": "judge-free scores", "provenance": prov, **head,
+           "files": ["results.csv", "cells.csv", "thoughts.png", "summary.json"]}
+    out["report"] = report(head)
+    if start is not None:
+        out["elapsed_s"] = round(time.perf_counter() - start, 1)
+    write_json(out_dir / "summary.json", out)
+    return out
+
+
+def read(path) -> list[dict]:
+    """A results.csv of this experiment (or of a shard) as rows."""
+    return read_rows(path, INTS, FLOATS, need="think_top1")
