@@ -110,3 +110,48 @@ def update_readme(readme: Path, section: str, markdown: str) -> None:
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     readme.write_text(f"{head}{start}\n{markdown.rstrip()}\n{end}{tail}")
+
+
+def meminfo() -> dict:
+    """The machine's memory from /proc/meminfo, in bytes: {"total", "available"} (NaN where
+    /proc/meminfo is missing)."""
+    out = {"total": float("nan"), "available": float("nan")}
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in ("MemTotal", "MemAvailable"):
+                    out["total" if key == "MemTotal" else "available"] = float(rest.split()[0]) * 1024
+    except OSError:
+        pass
+    return out
+
+
+def shown(path) -> str:
+    """``path`` relative to the current folder when it is inside it (for "Reproduce:" lines)."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def interleaved_timed(fns: dict, repeats: int = 3, warmup: int = 1) -> dict:
+    """``interleaved`` for callables that time themselves: each returns the seconds that count
+    (so that it can first do untimed set-up, such as caching a prompt prefix). Timed in rotation
+    after ``warmup`` rounds; returns {name: {"median": s, "times": [s, ...]}}."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            times[k].append(float(fn()))
+    return {k: {"median": statistics.median(v), "times": [round(t, 4) for t in v]} for k, v in times.items()}
+
+
+def stopwatch(fn, *args, **kw) -> float:
+    """Seconds that ``fn(*args, **kw)`` took."""
+    start = time.perf_counter()
+    fn(*args, **kw)
+    return time.perf_counter() - start

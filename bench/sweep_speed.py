@@ -1,6 +1,6 @@
 """Sweep speed: a full layer x strength grid with pyintro vs. the tools researchers use today.
 
-    python bench/sweep_speed.py [--threads 2] [--repeats 3] [--quick] [--model FILE] [--readme README.md]
+    python bench/sweep_speed.py [--threads 2] [--repeats 3] [--quick] [--model FILE|gemma3-270m] [--readme README.md]
 
 Grid: every layer x 16 strengths x (introspection question + 1 control question) = 960 points
 on the default model, injecting the all-caps vector at the last prompt token.
@@ -16,15 +16,21 @@ on the default model, injecting the all-caps vector at the last prompt token.
   5. the same, batched: one row per point, left-padded, per-row vectors added by one hook per
      layer;
   6. the limit: a plain batched decode of the same points over the same shared prefix, in the
-     same batches, in a context without pyintro's eval callback.
+     same batches, in a context without pyintro's eval callback;
+  7. the strongest plain-PyTorch route (``HFModel.prefix_cached_points``): transformers on the same
+     GGUF in float32, each question's prompt prefix decoded once into a KV cache (inside the timing,
+     as pyintro's sweep decodes its prefix once per question), then --hf-batch points per forward as
+     rows of the last token over that cache, per-row forward hooks, only the Yes/No logits computed.
+     Timed on all points unless --hf-cached-points.
 
---model runs everything on another GGUF file (transformers dequantizes that file too); its
-results go to bench/results/sweep_speed_<QUANT>.json and the README section
-``bench:sweep_speed_<quant>``.
+--model runs everything on another GGUF file or model alias (``gemma3-270m``; transformers
+dequantizes that file too); its results go to bench/results/sweep_speed_<QUANT>.json and .md and
+the README section ``bench:sweep_speed_<quant>``.
 
 2-5 are timed on a sample of points and scaled to ms/point. Also: correctness checks (pyintro
-all-token injection vs llama.cpp's control vector; HF's b vs pyintro's b), and resident memory
-during the pyintro sweep.
+all-token injection vs llama.cpp's control vector; HF's b vs pyintro's b; the prefix-cached route's
+b vs HF one point per forward), and resident memory during the pyintro sweep. The markdown table
+is printed and written to bench/results/sweep_speed[_<QUANT>].md.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import OtherLoad, interleaved, machine, machine_line, update_readme, write_json  # noqa: E402
+from _common import RESULTS, OtherLoad, interleaved, machine, machine_line, update_readme, write_json  # noqa: E402
 from hf_reference import HFModel, LlamaCvec, PeakRSS, b_values, pearson, rss_mb  # noqa: E402
 
 import pyintro  # noqa: E402
@@ -50,6 +56,9 @@ STRENGTHS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0, 
 QUESTIONS = {"introspection": INTROSPECTION, "control": CONTROL_NO[0]}
 TARGETS = {"pyintro_over_limit_max": 1.15, "hf_batched_over_pyintro_min": 25, "hf_single_over_pyintro_min": 40,
            "rss_growth_mb_max": 150}
+# The prefix-cached PyTorch route over pyintro's Yes/No sweep (issue 18): 3x on Gemma-3, 1.2x elsewhere.
+CACHED_TARGET = {"gemma3": 3.0}
+CACHED_TARGET_DEFAULT = 1.2
 
 
 
@@ -60,12 +69,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="tiny grid and samples, 1 repeat (for debugging)")
     ap.add_argument("--readme", type=Path, help="update this README's bench:sweep_speed section")
-    ap.add_argument("--model", type=Path, default=None, help="GGUF file (default: pyintro's default model)")
+    ap.add_argument("--model", default=None,
+                    help="GGUF file or model alias such as gemma3-270m (default: pyintro's default model)")
     ap.add_argument("--naive-points", type=int, default=12, help="points timed for pyintro one at a time")
     ap.add_argument("--cvec-points", type=int, default=12, help="points timed for llama-cpp-python")
     ap.add_argument("--hf-points", type=int, default=12, help="points timed for HF one per forward")
     ap.add_argument("--hf-batch", type=int, default=64, help="rows per HF batched forward")
     ap.add_argument("--hf-batches", type=int, default=1, help="HF batched forwards timed")
+    ap.add_argument("--hf-cached-points", type=int, default=0,
+                    help="points timed for the prefix-cached PyTorch route (0: all)")
     args = ap.parse_args()
     if args.quick:
         if args.readme:
@@ -126,6 +138,7 @@ def main() -> None:
     cvec_pts = [p for p in order if p[1] >= 1][: args.cvec_points]
     hf_pts = order[: args.hf_points]
     hf_batch_pts = order[: args.hf_batch * args.hf_batches]
+    cached_pts = grid if not args.hf_cached_points else sorted(order[: args.hf_cached_points], key=grid.index)
 
     def naive():
         for kind, L, s in naive_pts:
@@ -178,8 +191,19 @@ def main() -> None:
             out.extend(hf.last_logits([prompts[kind] for kind, _, _ in pts], deltas))
         return out
 
+    def hf_cached():
+        # Per question: its prefix decoded once into a KV cache (timed, as the sweep's prefix is),
+        # then its points, args.hf_batch per forward. Returns {point: b}.
+        out = {}
+        for kind in qs:
+            pts = [(L, s) for k, L, s in cached_pts if k == kind]
+            if pts:
+                b = hf.prefix_cached_points(prompts[kind], dirs, pts, yes_ids, no_ids, batch=args.hf_batch)
+                out.update({(kind, L, s): float(v) for (L, s), v in zip(pts, b)})
+        return out
+
     # -- timing: every variant in rotation, so that load changes hit them alike --------------------
-    say(f"timing 8 variants in rotation: 1 warm-up round + {args.repeats} rounds")
+    say(f"timing 9 variants in rotation: 1 warm-up round + {args.repeats} rounds")
     timed = interleaved({
         "pyintro_sweep_full_vocab": lambda: run_sweep(True),
         "pyintro_sweep_gather": lambda: run_sweep(False),
@@ -189,6 +213,7 @@ def main() -> None:
         "llama_cpp_python_cvec": cvec_run,
         "hf_one_per_forward": hf_single,
         "hf_batched": hf_batches,
+        "hf_prefix_cached": hf_cached,
     }, args.repeats)
     t = {k: v["median"] for k, v in timed.items()}
     cv.set_cvec(None)
@@ -202,6 +227,12 @@ def main() -> None:
     mad_batch = float(np.mean(np.abs(b_hf_batch - np.asarray([b_pyintro[p] for p in hf_batch_pts]))))
     single_vs_batch = float(np.max(np.abs(b_hf_single - b_hf_batch[: len(b_hf_single)]))) \
         if hf_pts == hf_batch_pts[: len(hf_pts)] else float("nan")
+    b_cached = hf_cached()
+    both = [p for p in hf_pts if p in b_cached]
+    cached_vs_single = float(np.max(np.abs(np.asarray([b_cached[p] for p in both])
+                                           - np.asarray([b for p, b in zip(hf_pts, b_hf_single) if p in b_cached])))) \
+        if both else float("nan")
+    r_cached = pearson([b_cached[p] for p in cached_pts], [b_pyintro[p] for p in cached_pts])
 
     # -- report ----------------------------------------------------------------------------------
     ms = {
@@ -213,6 +244,7 @@ def main() -> None:
         "llama_cpp_python_cvec": 1000 * t["llama_cpp_python_cvec"] / len(cvec_pts),
         "hf_one_per_forward": 1000 * t["hf_one_per_forward"] / len(hf_pts),
         "hf_batched": 1000 * t["hf_batched"] / len(hf_batch_pts),
+        "hf_prefix_cached": 1000 * t["hf_prefix_cached"] / len(cached_pts),
     }
     base = ms["pyintro_sweep_full_vocab"]
     ratio_limit = base / ms["limit_full_vocab"]
@@ -220,6 +252,9 @@ def main() -> None:
     ratio_default_vs_gather_limit = base / ms["limit_gather"]
     r_hf_b = ms["hf_batched"] / base
     r_hf_s = ms["hf_one_per_forward"] / base
+    r_cached_full = ms["hf_prefix_cached"] / base
+    r_cached_gather = ms["hf_prefix_cached"] / ms["pyintro_sweep_gather"]
+    cached_target = CACHED_TARGET.get(hooked.arch, CACHED_TARGET_DEFAULT)
     growth = mem_full.growth
     verdict = {
         "pyintro_over_limit": ratio_limit <= TARGETS["pyintro_over_limit_max"],
@@ -227,6 +262,7 @@ def main() -> None:
         "hf_batched_over_pyintro": r_hf_b >= TARGETS["hf_batched_over_pyintro_min"],
         "hf_single_over_pyintro": r_hf_s >= TARGETS["hf_single_over_pyintro_min"],
         "rss_growth": growth <= TARGETS["rss_growth_mb_max"],
+        "hf_prefix_cached_over_pyintro_gather": r_cached_gather >= cached_target,
     }
     other.stop()
     pf = lambda ok: "PASS" if ok else "MISS"  # noqa: E731
@@ -246,13 +282,15 @@ def main() -> None:
         "points_per_batch": step,
         "samples": {"pyintro_one_at_a_time": len(naive_pts), "llama_cpp_python_cvec": len(cvec_pts),
                     "hf_one_per_forward": len(hf_pts), "hf_batched": len(hf_batch_pts),
-                    "hf_batch_rows": args.hf_batch},
+                    "hf_batch_rows": args.hf_batch, "hf_prefix_cached": len(cached_pts)},
         "ms_per_point": ms,
         "times_s": {k: v["times"] for k, v in timed.items()},
         "ratio_to_pyintro": {k: v / base for k, v in ms.items()},
         "pyintro_over_limit": ratio_limit,
         "pyintro_gather_over_limit_gather": ratio_limit_gather,
         "pyintro_default_over_limit_gather": ratio_default_vs_gather_limit,
+        "hf_prefix_cached_over_pyintro_full_vocab": r_cached_full,
+        "hf_prefix_cached_over_pyintro_gather": r_cached_gather,
         "rss_mb": {"before_load": rss0, "after_load": rss_loaded, "before_sweep": mem_full.start,
                    "peak_sweep_full_vocab": mem_full.peak, "growth_sweep_full_vocab": growth,
                    "peak_sweep_gather": mem_gather.peak, "growth_sweep_gather": mem_gather.growth,
@@ -262,8 +300,10 @@ def main() -> None:
             "pearson_b_hf_one_per_forward_vs_pyintro": r_single, "pearson_b_hf_batched_vs_pyintro": r_batch,
             "mean_abs_b_diff_hf_batched_vs_pyintro": mad_batch,
             "max_abs_b_diff_hf_single_vs_hf_batched": single_vs_batch,
+            "max_abs_b_diff_hf_prefix_cached_vs_hf_single": cached_vs_single,
+            "pearson_b_hf_prefix_cached_vs_pyintro": r_cached,
         },
-        "targets": TARGETS,
+        "targets": {**TARGETS, "hf_prefix_cached_over_pyintro_gather_min": cached_target},
         "pass": verdict,
     }
     path = write_json(("sweep_speed_quick" if args.quick else "sweep_speed") + suffix, result)
@@ -293,7 +333,15 @@ def main() -> None:
         f"| {r_hf_s:.0f} | {len(hf_pts)} points, scaled |",
         f"| HF transformers (float32), {args.hf_batch} points per forward (left-padded, one hook per layer) "
         f"| {ms['hf_batched']:.1f} | {r_hf_b:.0f} | {len(hf_batch_pts)} points, scaled |",
+        f"| PyTorch prefix-cached: HF (float32), prompt prefix in a KV cache decoded once per question, "
+        f"{args.hf_batch} last-token rows per forward, per-row hooks, Yes/No logits only "
+        f"| {ms['hf_prefix_cached']:.2f} | {r_cached_full:.2f} "
+        f"| {'all ' + str(n) if len(cached_pts) == n else str(len(cached_pts)) + ' points, scaled'} |",
         "",
+        f"- PyTorch prefix-cached / pyintro `full_vocab=False`: **{r_cached_gather:.2f}×** (target ≥ {cached_target:g}: "
+        f"{pf(verdict['hf_prefix_cached_over_pyintro_gather'])}); / pyintro default sweep: {r_cached_full:.2f}×. "
+        f"Its b equals HF one point per forward to max |Δb| {cached_vs_single:.1e}; Pearson r with pyintro's b "
+        f"{r_cached:.3f}.",
         f"- pyintro / limit: **{ratio_limit:.2f}×** (same full-vocabulary outputs; target ≤ 1.15: "
         f"{pf(verdict['pyintro_over_limit'])}); with `full_vocab=False` vs the Yes/No limit: "
         f"**{ratio_limit_gather:.2f}×** ({pf(verdict['pyintro_gather_over_limit_gather'])}); default sweep vs "
@@ -314,17 +362,22 @@ def main() -> None:
         "their b values are not comparable; its row shows the cost of one full decode per point.",
         "",
         "Reproduce: `python bench/sweep_speed.py "
-        + ("" if default else f"--model {_shown(hooked.path)} ") + f"--repeats {args.repeats} --readme README.md`",
+        + ("" if default else f"--model {_shown(args.model)} ") + f"--repeats {args.repeats} --readme README.md`",
     ]
     table = "\n".join(lines)
     print(table)
-    print(f"\nwrote {path}")
+    md = RESULTS / (path.stem + ".md")
+    md.write_text(table + "\n")
+    print(f"\nwrote {path} and {md}")
     if args.readme:
         update_readme(args.readme, "sweep_speed" + suffix.lower(), table)
 
 
-def _shown(path: Path) -> str:
-    """``path`` relative to the current folder when it is inside it."""
+def _shown(path) -> str:
+    """``path`` relative to the current folder when it is inside it (a model alias as given)."""
+    path = Path(path)
+    if not path.exists():
+        return str(path)
     try:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
