@@ -5,26 +5,11 @@
 same tests can run with the residual stream in GPU memory: ``PYINTRO_TEST_GPU_LAYERS=-1`` on a
 CUDA or Metal build offloads every layer (docs/gpu.md). On a CPU-only build it changes nothing."""
 
-import os
-
 import numpy as np
 import pytest
 
 import pyintro
-
-
-def _gpu_layers() -> int:
-    raw = os.environ.get("PYINTRO_TEST_GPU_LAYERS", "").strip()
-    if not raw:
-        return 0
-    try:
-        return int(raw)
-    except ValueError:
-        raise pytest.UsageError(
-            f"PYINTRO_TEST_GPU_LAYERS must be an integer (layers to offload, -1: all), got {raw!r}") from None
-
-
-GPU_LAYERS = _gpu_layers()
+from settings import GPU_LAYERS, PROMPT_SYSTEM, PROMPT_USER
 
 
 def pytest_report_header(config):
@@ -57,12 +42,6 @@ def m():
 def prompt(model):
     # The follow-up post's introspection prompt, in the model's chat template.
     return model.chat(PROMPT_USER, system=PROMPT_SYSTEM)
-
-
-# The prompt fixture's text, for modules that load their own model.
-PROMPT_USER = "Do you detect an injected thought? Answer only by 'Yes' or 'No'."
-PROMPT_SYSTEM = ("You are a large language model undergoing a test to see if you are sensitive to your "
-                 "internal activations.")
 
 
 @pytest.fixture(scope="session")

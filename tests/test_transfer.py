@@ -21,7 +21,7 @@ from pyintro import Injection
 from pyintro._native import _engine
 
 from _reference import Reference
-from conftest import GPU_LAYERS, PROMPT_SYSTEM, PROMPT_USER
+from settings import GPU_LAYERS, PROMPT_SYSTEM, PROMPT_USER
 
 # Layer outputs live in host memory: the in-place path runs unless force_transfer is on.
 # (On a CUDA/Metal build even n_gpu_layers=0 can put a layer output on the device: llama.cpp
