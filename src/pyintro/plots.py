@@ -292,9 +292,9 @@ def curves(path, panels: Sequence[dict], title: str = "", xlabel: str = "layer (
             ax.plot(x, y, color=colour, linestyle=ln.get("style", "-"), linewidth=1.8, marker="o", markersize=2.5,
                     label=ln["label"])
         for y, label in panel.get("hlines", []):
-            ax.axhline(y, color=GREY, linestyle="--", linewidth=1.3, label=label)
-        for x, label in panel.get("vlines", []):
-            ax.axvline(x, color="black", linestyle=":", linewidth=1.1, label=label)
+            ax.axhline(y, color=GREY, linestyle="--", linewidth=1.3, label=label or "_nolegend_")
+        for (x, label), colour in zip(panel.get("vlines", []), ("black", "#8e44ad", "#16a085", GREY)):
+            ax.axvline(x, color=colour, linestyle=":", linewidth=1.4, label=label or "_nolegend_")
         _style(ax, xlabel, panel.get("ylabel", ""))
         if panel.get("title"):
             ax.set_title(panel["title"], fontsize="medium")

@@ -17,7 +17,6 @@ from pyintro.stimuli import CONCEPT_WORDS, CONTROL_WORDS
 from pyintro.vectors import ConceptVector
 
 N_PAIRS = 3
-N_CONTROL = 3
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +44,7 @@ def random_library(m, words, folder):
 
 @pytest.fixture(scope="session")
 def lib_dir(m, pair_list, tmp_path_factory):
-    words = prefill.needed_words(pair_list, CONCEPT_WORDS, 0) + list(CONTROL_WORDS[:N_CONTROL])
+    words = prefill.needed_words(pair_list, CONCEPT_WORDS, 0) + list(CONTROL_WORDS)
     return random_library(m, words, tmp_path_factory.mktemp("lib234"))
 
 

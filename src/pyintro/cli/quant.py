@@ -31,10 +31,19 @@ def quantize(src, types, outdir, threads):
 
 @main.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--vector", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Control-vector GGUF file.")
-@spec_option("--layers", int, None, "Layers (default: all).")
-@spec_option("--strengths", float, "0:16:3", "Strengths.")
+@click.option("--experiment", type=click.Choice(["post", "thoughts", "prefill", "control"]), default="post",
+              show_default=True, help="What to compare: the follow-up post's sweep of --vector (b), or experiment "
+                                      "2, 3 or 4 of Lindsey (2025) (their --metric).")
+@click.option("--metric", default=None,
+              help="With an experiment: the column compared (default: thoughts 'think', prefill 'p_apology', "
+                   "control 'mean' of the contrasts).")
+@click.option("--vector", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Control-vector GGUF file (--experiment post).")
+@spec_option("--layers", int, None, "Layers (default: all; with --quick, the experiment's few).")
+@spec_option("--strengths", float, None, "Strengths (default: 0:16:3 for post; the experiment's own otherwise).")
+@click.option("--pairs", "n_pairs", type=click.IntRange(min=1), default=None,
+              help="With an experiment: its first N sentence/word pairs.")
+@click.option("--quick", is_flag=True, help="With an experiment: its --quick size.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Results CSV.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Drift figure (default: next to --out, .png).")
@@ -42,19 +51,52 @@ def quantize(src, types, outdir, threads):
 @gpu_layers_option
 @prompt_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def compare(models, vector, layers, strengths, out, plot_path, as_json):
-    """Run the same sweep on each model file and report the drift of b against the most precise."""
+def compare(models, experiment, metric, vector, layers, strengths, n_pairs, quick, out, plot_path, as_json):
+    """Run the same sweep (or experiment) on each model file and report the drift against the most precise."""
     from pyintro import plots
+    from pyintro.cli.options import parse_spec
     from pyintro.experiments import compare as cmp
     from pyintro.experiments.questions import CONTROL_NO, INTROSPECTION
+    from pyintro.results import write_rows
     from pyintro.vectors import ConceptVector, directions
 
     check_out_file(out)
     plot_path = check_out_file(plot_path or out.with_suffix(".png"))
-    v = ConceptVector.load(vector)
     for path in models:
         if not path.is_file():
             raise FileNotFoundError(f"model file not found: {path}")
+    if experiment != "post":
+        if vector is not None:
+            raise click.UsageError("--vector is for --experiment post; experiments 2-4 use each model's own "
+                                   "concept library")
+        args = dict(layers=layers, n_pairs=n_pairs, quick=quick)
+        if strengths is not None:
+            if experiment == "control":
+                raise click.UsageError("--strengths: experiment 4 injects nothing")
+            args["strengths"] = strengths
+        result = cmp.compare_experiment(models, experiment, out.with_name(out.stem + "-runs"), metric,
+                                        load=load_model, say=lambda s: click.echo(s, err=True),
+                                        progress=False if as_json else progress(), **args)
+        write_rows(out, result["rows"])
+        plots.drift_metric(result, plot_path, result["metric"])
+        report = {"experiment": experiment, "metric": result["metric"], "reference": result["reference"],
+                  "models": [{k: v for k, v in e.items() if k not in ("values", "reference_values")}
+                             for e in result["models"]], "plot": str(plot_path), "out": str(out)}
+        if as_json:
+            click.echo(json.dumps(report, indent=2))
+            return
+        click.echo(f"reference: {Path(result['reference']).name}; {experiment}, {result['metric']}")
+        for e in report["models"]:
+            if not e["reference"]:
+                click.echo(f"{Path(e['path']).name:<40} {e['quant_type']:<7} max|Δ| {e['max_abs_diff']:.3f}  "
+                           f"mean|Δ| {e['mean_abs_diff']:.3f}  r {e['correlation']:.3f}  ({e['n_cells']} cells)")
+        click.echo(f"wrote {out} and {plot_path}")
+        return
+    if vector is None:
+        raise click.UsageError("--experiment post needs --vector FILE")
+    if n_pairs is not None or quick or metric is not None:
+        raise click.UsageError("--pairs, --quick and --metric are for experiments 2-4 (--experiment)")
+    v = ConceptVector.load(vector)
 
     def load(path):
         m = load_model(path)
@@ -67,8 +109,8 @@ def compare(models, vector, layers, strengths, out, plot_path, as_json):
 
     result = cmp.compare(models, v, out=out, load=load, say=lambda s: click.echo(s, err=True),
                          progress=False if as_json else progress(),
-                         layers=layers,
-                         strengths=strengths, questions={"introspection": INTROSPECTION, "control": CONTROL_NO[:1]})
+                         layers=layers, strengths=strengths if strengths is not None else parse_spec("0:16:3", float),
+                         questions={"introspection": INTROSPECTION, "control": CONTROL_NO[:1]})
     plots.drift(result, plot_path)
     report = {"reference": result["reference"], "models": result["models"], "plot": str(plot_path), "out": str(out)}
     if as_json:

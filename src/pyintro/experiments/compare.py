@@ -94,3 +94,81 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float:
     if len(x) < 2 or x.std() == 0 or y.std() == 0:
         return float("nan")
     return float(np.corrcoef(x, y)[0, 1])
+
+
+# -- experiments 2-4 of Lindsey (2025) ------------------------------------------------------------
+
+EXPERIMENTS = ("thoughts", "prefill", "control")
+# experiment: (table its run writes, key columns of a cell, the metric compared by default)
+TABLES = {"thoughts": ("cells.csv", ("condition", "layer", "strength"), "think"),
+          "prefill": ("cells.csv", ("condition", "layer", "strength"), "p_apology"),
+          "control": ("contrasts.csv", ("contrast", "layer"), "mean")}
+
+
+def compare_experiment(
+    models: Sequence[str | Path],
+    experiment: str,
+    out_dir: str | Path,
+    metric: Optional[str] = None,
+    load: Callable[[Path], Model] = Model.load,
+    say: Callable[[str], None] = lambda _: None,
+    progress=None,
+    **run_args,
+) -> dict:
+    """Run experiment ``experiment`` ("thoughts", "prefill" or "control") on every model file
+    with the same arguments (``run_args`` go to its ``run``; each file uses its own concept
+    library), each into its own folder under ``out_dir``, and compare one ``metric`` of its
+    cells (default: the thought's 10-way top-1 rate, P(apology), the contrasts' mean cosine
+    difference) against the most precise file: max and mean |difference| and the correlation,
+    over the cells both have."""
+    import importlib
+
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"experiment must be one of {', '.join(EXPERIMENTS)}, got {experiment!r}")
+    if len(models) < 2:
+        raise ValueError("compare needs at least two model files")
+    module = importlib.import_module(f"pyintro.experiments.{experiment}")
+    table, key_cols, default = TABLES[experiment]
+    metric = metric or default
+    out_dir = Path(out_dir)
+    runs = []
+    with Progress(progress, len(models), "compare", "model") as bar:
+        for i, path in enumerate(models):
+            say(f"{experiment} on {Path(path).name}")
+            folder = out_dir / f"{i + 1:02d}-{Path(path).stem}"
+            folder.mkdir(parents=True, exist_ok=True)
+            with load(Path(path)) as m:
+                module.run(m, folder, progress=False, **run_args)
+                quant = m.quant_type
+            cells = _read_cells(folder / table)
+            if cells and metric not in cells[0]:
+                raise ValueError(f"{table} of {experiment} has no column {metric!r}; choose one of "
+                                 f"{', '.join(c for c in cells[0] if c not in key_cols)}")
+            for c in cells:
+                c["model"], c["quant_type"] = Path(path).name, quant
+            runs.append({"path": str(path), "quant_type": quant, "size": Path(path).stat().st_size, "cells": cells,
+                         "folder": str(folder)})
+            bar.advance(1)
+    ref = min(runs, key=lambda r: (precision_rank(r["quant_type"]), -r["size"]))
+    value = lambda c: float(c[metric]) if c[metric] != "" else float("nan")  # noqa: E731
+    ref_v = {tuple(c[k] for k in key_cols): value(c) for c in ref["cells"]}
+    report = []
+    for run in runs:
+        v = {tuple(c[k] for k in key_cols): value(c) for c in run["cells"]}
+        keys = [k for k in ref_v if k in v and np.isfinite(ref_v[k]) and np.isfinite(v[k])]
+        x, y = np.array([ref_v[k] for k in keys]), np.array([v[k] for k in keys])
+        d = np.abs(y - x)
+        report.append({"path": run["path"], "quant_type": run["quant_type"], "size_bytes": run["size"],
+                       "reference": run is ref, "folder": run["folder"], "n_cells": len(keys),
+                       "max_abs_diff": float(d.max()) if len(keys) else float("nan"),
+                       "mean_abs_diff": float(d.mean()) if len(keys) else float("nan"),
+                       "correlation": _pearson(x, y), "values": y.tolist(), "reference_values": x.tolist()})
+    rows = [c for run in runs for c in run["cells"]]
+    return {"experiment": experiment, "metric": metric, "reference": ref["path"], "models": report, "rows": rows}
+
+
+def _read_cells(path: Path) -> list[dict]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))

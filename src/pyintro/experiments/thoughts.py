@@ -142,7 +142,8 @@ def thoughts(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], la
     strengths = check_strengths(strengths)
     pool = list(pool)
     if len(set(pool)) < N_CHOICES:
-        raise ValueError(f"the 10-way choice needs at least {N_CHOICES} distinct words in the pool, got {len(set(pool))}")
+        raise ValueError(f"the 10-way choice needs at least {N_CHOICES} distinct words in the pool, "
+                         f"got {len(set(pool))}")
     for _, _, w in pair_list:
         if w not in vectors:
             raise ValueError(f"no vector for {w!r}: build the library with `pyintro concepts --words ...` first")
@@ -193,8 +194,9 @@ def cells(rows) -> list[dict]:
         mean = lambda c: float(np.mean([float(r[c]) for r in rs]))  # noqa: E731
         shifts = [float(r["repeat_lp"]) - base[int(r["pair"])] for r in rs if int(r["pair"]) in base]
         out.append({"condition": cond, "layer": L, "depth": float(rs[0]["depth"]), "strength": s, "n": len(rs),
-                    "think": mean("think_top1"), "think_norm": mean("think_norm_top1"), "think_rank": mean("think_rank"),
-                    "repeat": mean("repeat_match"), "repeat_exact": mean("repeat_exact"), "repeat_lp": mean("repeat_lp"),
+                    "think": mean("think_top1"), "think_norm": mean("think_norm_top1"),
+                    "think_rank": mean("think_rank"), "repeat": mean("repeat_match"),
+                    "repeat_exact": mean("repeat_exact"), "repeat_lp": mean("repeat_lp"),
                     "repeat_lp_shift": float(np.mean(shifts)) if shifts else float("nan"), "joint": mean("joint")})
     return out
 
