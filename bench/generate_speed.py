@@ -273,6 +273,9 @@ def main() -> None:
         f"{prof['other_python_s']:.2f} s in the rest of the Python side.",
         "",
         "Reproduce: `python bench/generate_speed.py " + ("" if default else f"--model {args.model} ")
+        + ("" if args.threads == 2 else f"--threads {args.threads} ")
+        + ("" if args.tokens == 48 else f"--tokens {args.tokens} ")
+        + ("" if args.widths == "1,8,32" else f"--widths {args.widths} ")
         + f"--repeats {args.repeats} --readme README.md`",
     ]
     md = "\n".join(lines)
