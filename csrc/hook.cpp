@@ -120,6 +120,11 @@ void Hook::keep_norm(ggml_tensor * t) {
     const size_t row_bytes = (size_t) n_embd_ * sizeof(float);
     norm_.resize((size_t) n * n_embd_);
     const bool host = !force_transfer && (t->buffer == nullptr || ggml_backend_buffer_is_host(t->buffer));
+    if (!host && t->nb[1] == row_bytes) {  // device memory, rows back to back: one copy
+        ggml_backend_tensor_get(t, norm_.data(), 0, row_bytes * (size_t) n);
+        ++transfers;
+        return;
+    }
     for (int32_t r = 0; r < n; ++r) {
         float * dst = norm_.data() + (size_t) r * n_embd_;
         if (host) {

@@ -251,7 +251,8 @@ def test_transfer_count_is_at_most_two_per_touched_layer_per_call(tm, ids, v):
     mask = np.zeros(len(ids))
     mask[20] = 1.0
     workloads = {
-        # name: (touched layers, the call)
+        # name: (touched layers, the call). A few gathered ids take the fast head, whose copy of
+        # the final norm's rows is one more get per call (checked below).
         "last-token injection at one layer, many points": (
             1, lambda: tm.points(ids, [[Injection(v, 12, s)] for s in np.linspace(0.5, 8.0, n_points)], vocab_ids=[1])),
         "all-token injection at two layers": (
@@ -262,13 +263,17 @@ def test_transfer_count_is_at_most_two_per_touched_layer_per_call(tm, ids, v):
             1, lambda: tm.capture(ids, layers=[9], inject=[Injection(v, 9, 2.0, mask)])),
     }
     seen = {}
+    for fn in [fn for _, fn in workloads.values()]:
+        fn()  # the fast head's first use for an id list also decodes the full way: not counted
+    head = int(tm._decoder.heads.get(np.asarray([1], np.int32).tobytes(), False))
     for force in (True, False):
         tm._engine.force_transfer = force
         for name, (touched, fn) in workloads.items():
             _, n, calls = _counted(tm, fn)
             seen[force, name] = (n, calls)
             assert calls >= 1, name
-            assert n <= 2 * touched * calls, (name, force, n, touched, calls)
+            norm = head if name.startswith("last-token") else 0
+            assert n <= (2 * touched + norm) * calls, (name, force, n, touched, calls)
             if force:
                 assert n > 0, name
             elif HOST_ONLY:

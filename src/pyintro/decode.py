@@ -159,24 +159,24 @@ class Decoder:
         gather = args[-1]
         key = gather.tobytes()
         if key not in self.heads:
-            self.heads[key] = False
             try:
                 self._set_head(gather, key)
             except ValueError as e:  # no single-file output matrix, or a type without a CPU dot product
-                self.head_reason = str(e)
+                self.heads[key], self.head_reason = False, str(e)
                 return None
-            full = self.engine.decode(*args)[0]
+            full = self.engine.decode(*args)[0]  # an error here (a bad strength) decides nothing
             self.engine.seq_rm(-1, start, -1)  # the same rows again: sequence j > 0 keeps its prefix
             try:
                 fast = self.engine.decode(*args, fast_head=True)[0]
             except RuntimeError as e:  # no result_norm in this architecture's graph
                 self.engine.seq_rm(-1, start, -1)
                 self.engine.decode(*args)  # leave the cells as a plain call would
-                self.head_reason = str(e)
+                self.heads[key], self.head_reason = False, str(e)
                 return full
             err = mismatch(fast, full)
             log.debug("fast head for %d ids: relative difference %.3g", len(gather), err)
             if err > MATCH_TOL:
+                self.heads[key] = False
                 self.head_reason = f"the fast head differs from the full path by {err:.2g} (relative)"
                 return full
             self.heads[key] = True

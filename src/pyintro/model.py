@@ -144,9 +144,9 @@ class Model:
         if engine.recurrent:
             arch = engine.arch
             engine.close()
-            raise ValueError(f"architecture '{arch}' keeps recurrent state (Mamba/RWKV-style, or a hybrid): "
-                             "llama.cpp cannot roll it back to a shared prompt prefix, so pyintro's batched "
-                             f"points would be wrong; use a transformer model: '{p}'")
+            raise ValueError(f"architecture '{arch}' keeps recurrent state (Mamba/RWKV-style, or a hybrid), which "
+                             "pyintro's batch-invariant decodes do not support yet (llama.cpp splits such batches "
+                             f"by sequence, and the padding rows break that); use a transformer model: '{p}'")
         return cls(engine, p, int(params.n_gpu_layers), **options)
 
     def reset(self) -> None:

@@ -72,10 +72,12 @@ def test_chunk_size_does_not_change_values(m, vec, rows):
 
 
 def test_gathered_mode_matches_full_vocab_b(m, vec, rows):
+    # full_vocab=False reads Yes/No through the fast head: b equal to 1e-4 (the bound the fast
+    # head's tests hold it to; bit-identical on the AVX-512 build where it was measured).
     part = sweep(m, vec, layers=LAYERS, strengths=STRENGTHS, questions=QUESTIONS, progress=False, full_vocab=False)
     for a, b in zip(rows, part):
         assert key(a) == key(b)
-        assert b["b"] == a["b"]
+        assert b["b"] == pytest.approx(a["b"], abs=1e-4)
         assert b["p_yes"] + b["p_no"] == pytest.approx(1.0)
         assert b["top_token"] == ""
 

@@ -1,0 +1,126 @@
+"""Experiment 1's judge-free scoring against a plain llama.cpp decode of the same rows.
+
+    python bench/detect_speed.py [--concepts 3] [--bias 20] [--readme README.md]
+
+Runs ``detection.detect`` (Yes/No and phrase log-likelihoods, 10- and 50-way identification,
+random and negated controls, the bias questions) on the default model over every layer × the
+paper's 4 strengths for the first ``--concepts`` concept words (the paper's grid has 50; the
+rate per row does not depend on how many). Every engine call it makes (decodes, sequence
+copies and removals) is recorded, then replayed on a context without pyintro's eval callback
+and with no injection: the same rows, in the same llama_decode calls, over the same KV
+layout. Target: token rows per second ≥ 0.85 × the replay's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import OtherLoad, machine, machine_line, update_readme, write_json  # noqa: E402
+
+import pyintro  # noqa: E402
+from pyintro import concepts  # noqa: E402
+from pyintro.experiments import detection  # noqa: E402
+from pyintro.stimuli import CONCEPT_WORDS  # noqa: E402
+
+_NONE = np.zeros(0, np.int32)
+RECORDED = ("decode", "seq_cp", "seq_rm")
+
+
+class Recorder:
+    """The engine, with every call that changes the KV cells recorded in order."""
+
+    def __init__(self, engine):
+        self._engine = engine
+        self.calls: list[tuple[str, tuple, dict]] = []
+
+    def __getattr__(self, name):
+        attr = getattr(self._engine, name)
+        if name not in RECORDED:
+            return attr
+
+        def recorded(*args, **kw):
+            self.calls.append((name, args, kw))
+            return attr(*args, **kw)
+        return recorded
+
+
+def replay(engine, calls) -> float:
+    """Seconds to make the recorded calls on ``engine``, the decodes with nothing injected or
+    captured and the full unembedding."""
+    engine.seq_rm(-1, 0, -1)
+    start = time.perf_counter()
+    for name, args, kw in calls:
+        if name == "decode":
+            tokens, pos, seq, out = args[:4]
+            gather = args[7] if len(args) > 7 else None
+            engine.decode(tokens, pos, seq, out, [], _NONE, _NONE, gather, logits=kw.get("logits", True),
+                          stats=kw.get("stats", False))
+        else:
+            getattr(engine, name)(*args, **kw)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--concepts", type=int, default=3)
+    ap.add_argument("--bias", type=int, default=20, help="bias-control questions per cell (the paper's: 20)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--readme", type=Path, help="update this README's bench:detect_speed section")
+    args = ap.parse_args()
+
+    model = pyintro.Model.load(n_threads=args.threads)
+    plain = pyintro.Model.load(n_threads=args.threads, eval_callback=False)
+    words = list(CONCEPT_WORDS[:args.concepts])
+    vectors = concepts.library(model, words)  # cached after the first run
+    rec = Recorder(model._decoder.engine)
+    model._decoder.engine = rec
+    other = OtherLoad()
+    start = time.perf_counter()
+    rows = detection.detect(model, vectors, words, None, detection.STRENGTHS, categories=False, n_bias=args.bias)
+    t_detect = time.perf_counter() - start
+    model._decoder.engine = rec._engine
+    t_plain = replay(plain._decoder.engine, rec.calls)
+    other.stop()
+    n_rows = sum(len(a[0]) for name, a, _ in rec.calls if name == "decode")
+    n_calls = sum(1 for name, _, _ in rec.calls if name == "decode")
+    result = {
+        "machine": machine(), "model": model.path.name, "threads": args.threads, "concepts": words,
+        "layers": model.n_layer, "strengths": list(detection.STRENGTHS), "bias_questions": args.bias,
+        "result_rows": len(rows), "engine_decodes": n_calls, "token_rows": n_rows,
+        "seconds": {"detect": t_detect, "replay_no_hook": t_plain},
+        "rows_per_s": {"detect": n_rows / t_detect, "replay_no_hook": n_rows / t_plain},
+        "ratio": t_plain / t_detect, "target_min": 0.85, "other_processes_cores": round(other.cores, 3),
+    }
+    path = write_json("detect_speed", result)
+    md = "\n".join([
+        f"Experiment 1, judge-free, {len(words)} concepts × {model.n_layer} layers × {len(detection.STRENGTHS)} "
+        f"strengths with the random and negated controls and {args.bias} bias questions per cell: {len(rows)} result "
+        f"rows from {n_rows} token rows in {n_calls} engine calls; {model.path.name}, {args.threads} threads "
+        f"({machine_line(result['machine'])}). " + other.sentence(result["machine"]["cores"]),
+        "",
+        "| | s | token rows/s |",
+        "|---|---:|---:|",
+        f"| pyintro `detect` (injections, prompt trees, full-vocabulary log-sum-exp) | {t_detect:.1f} | "
+        f"{n_rows / t_detect:.0f} |",
+        f"| the same engine calls replayed without the hook or any injection (the limit) | {t_plain:.1f} | "
+        f"{n_rows / t_plain:.0f} |",
+        "",
+        f"pyintro / limit: **{t_plain / t_detect:.2f}×** the limit's rows per second (target ≥ 0.85). "
+        f"At this rate the paper's 50 concepts take about {t_detect * 50 / len(words) / 60:.0f} minutes here.",
+        "",
+        "Reproduce: `python bench/detect_speed.py --readme README.md`",
+    ])
+    print(md)
+    print(f"\nwrote {path}")
+    if args.readme:
+        update_readme(args.readme, "detect_speed", md)
+
+
+if __name__ == "__main__":
+    main()
