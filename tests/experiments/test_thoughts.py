@@ -71,7 +71,7 @@ def test_forced_choice_batched_equals_each_candidate_alone(m, lib, pair_list, ro
     # the text side: the greedy reply and the sentence's log-probability, each decoded alone
     rinj = [Injection(lib[w], 19, 4.0, positions=P.repeat_span)]
     reply = m.generate(P.repeat_ids, P.max_tokens, inject=rinj)[0]
-    assert row["reply"] == m.detokenize([t for t in reply if not m.is_eog(t)], special=False)
+    assert row["reply"] == thoughts._own_turn(m, m.detokenize([t for t in reply if not m.is_eog(t)], special=False))
     assert row["repeat_lp"] == np.nansum(m.score(P.repeat_ids, [rinj], [P.answer])[0, 0])
     assert row["repeat_match"] == int(thoughts.normalise(s) in thoughts.normalise(row["reply"]))
 

@@ -13,7 +13,8 @@ layer, strength) and once per pair without injection (condition ``none``):
   as the assistant's answer (``Model.score``, one prompt tree per point): ``think_top1`` and
   ``think_rank`` by summed log-probability, ``think_norm_*`` per token; chance is 10%;
 - **text** (the paper's "Repeat the line below. Answer immediately." prompt): the greedy reply
-  (at most the sentence's token count + 4 tokens), ``repeat_exact`` when it equals the sentence
+  (at most the sentence's token count + 4 tokens; in a raw transcript, up to a "Human:" the
+  model writes itself), ``repeat_exact`` when it equals the sentence
   and ``repeat_match`` when it contains it (the paper's rule), both after lower-casing and
   dropping punctuation; and ``repeat_lp``, the teacher-forced log-probability of the sentence
   as the answer (``repeat_lp_token`` per token);
@@ -94,6 +95,14 @@ def _points(vec, points, span) -> list[list[Injection]]:
     return [[Injection(vec, L, s, positions=span)] if s != 0 and L >= 0 else [] for L, s in points]
 
 
+def _own_turn(model, reply: str) -> str:
+    """A raw transcript's reply up to where it starts the user's next turn ("Human:")."""
+    fmt = model.prompt_format
+    if fmt.kind == "raw" and fmt.user_prefix.strip() and fmt.user_prefix.strip() in reply:
+        return reply[: reply.index(fmt.user_prefix.strip())].rstrip()
+    return reply
+
+
 def _pair_rows(model, P: PairPrompts, vec, points) -> list[dict]:
     """Rows of one pair at ``points`` [(layer, strength)]; layer -1 is the uninjected row."""
     think = model.score(P.think_ids, _points(vec, points, P.think_span), P.candidates)  # [n_pts, 10, len]
@@ -105,7 +114,8 @@ def _pair_rows(model, P: PairPrompts, vec, points) -> list[dict]:
     for start in range(0, len(points), model.n_seq_max):
         part = inj[start:start + model.n_seq_max]
         outs = model.generate_many(P.repeat_ids, part, P.max_tokens, 0.0, [0] * len(part))
-        replies += [model.detokenize([t for t in toks if not model.is_eog(t)], special=False) for toks in outs]
+        replies += [_own_turn(model, model.detokenize([t for t in toks if not model.is_eog(t)], special=False))
+                    for toks in outs]
     norms = np.linalg.norm(np.asarray(getattr(vec, "directions", vec), np.float64), axis=1)
     target = normalise(P.sentence)
     rows = []
