@@ -6,11 +6,15 @@ with no hook.
 Each experiment runs a documented slice of its default grid on the default model (random
 directions stand in for concept vectors: the decodes do not depend on which vector is added):
 
-  thoughts: 1 pair, every layer x the 5 default strengths + the uninjected point (151 points):
-            the 10-way forced choice, the sentence's log-probability and the greedy repetition;
-  prefill:  1 pair, every third layer (10) x the 5 strengths x the 3 injected conditions + none
-            (151 points), both dialogue forms;
-  control:  10 pairs x the 16 prompts, every layer captured on the sentence tokens.
+  thoughts: 1 pair, every second layer (15 of 30) x the 5 default strengths + the uninjected
+            point (76 points): the 10-way forced choice, the sentence's log-probability and the
+            greedy repetition;
+  prefill:  1 pair, every fifth layer (6) x the 5 strengths x the 3 injected conditions + none
+            (91 points), both dialogue forms;
+  control:  5 pairs x the 16 prompts, every layer captured on the sentence tokens.
+
+A pair of the default grid is 151 points (experiment 2) or 451 (experiment 3); every pair's
+decodes have the same shape, so a slice's rows/s is the grid's.
 
 (a) pyintro: the experiment's own function (``thoughts.thoughts``, ``prefill.prefill``,
     ``control.control``, no CSV), Python included, from a cleared cache;
@@ -112,12 +116,11 @@ def random_vectors(model, words, seed=0) -> dict:
 def workloads(model, quick: bool) -> dict:
     """{name: (description, callable)} for the three slices (``quick``: a tenth of each)."""
     all_layers = list(range(model.n_layer))
-    third = all_layers[::3]
     ps = pairs.pairs()
     vecs = random_vectors(model, list(CONCEPT_WORDS) + list(CONTROL_WORDS))
-    t_layers = all_layers[::6] if quick else all_layers
-    p_layers = all_layers[::10] if quick else third
-    c_pairs = ps[:1] if quick else ps[:10]
+    t_layers = all_layers[::6] if quick else all_layers[::2]
+    p_layers = all_layers[::10] if quick else all_layers[::5]
+    c_pairs = ps[:1] if quick else ps[:5]
     return {
         "thoughts": (f"1 pair x {len(t_layers)} layers x 5 strengths + none",
                      lambda: thoughts.thoughts(model, vecs, ps[:1], t_layers, progress=False)),

@@ -287,10 +287,11 @@ def finish(rows, out_dir, model_name: str, prov: dict, start: Optional[float] = 
     base = head["uninjected"] or {}
     plots.by_depth([c for c in cs if c["condition"] != "none"], out_dir / "thoughts.png",
                    [("think", "thought: 10-way top-1 (injected word)", 0.1),
+                    ("think_rank", "thought: the injected word's mean rank of 10", 5.5),
                     ("repeat", "text: sentence repeated (greedy)", None),
                     ("joint", "both at once", None)],
                    title=f"{model_name}: experiment 2, thoughts vs text (judge-free)",
-                   baselines={k: base.get(k, float("nan")) for k in ("think", "repeat", "joint")})
+                   baselines={k: base.get(k, float("nan")) for k in ("think", "think_rank", "repeat", "joint")})
     out = {"experiment": TITLE, "source": CITATION, "mode": "judge-free scores", "provenance": prov, **head,
            "files": ["results.csv", "cells.csv", "thoughts.png", "summary.json"]}
     out["report"] = report(head)
