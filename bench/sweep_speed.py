@@ -154,18 +154,24 @@ def main() -> None:
             out.append(cv.last_logits(prompts[kind]))
         return out
 
-    # The check needs the attention pyintro uses (flash attention off by default); the timed
-    # context above keeps llama.cpp's defaults, as a llama-cpp-python user would.
-    cv_check = LlamaCvec(hooked.path, args.threads, flash_attn=False)
+    # The check decodes the way pyintro does (tests/_reference.py: flash attention on, one
+    # llama_decode call of at most 56 rows padded to multiples of 8 rows and outputs), so the
+    # comparison is exact by design; the timed context above keeps llama.cpp's defaults, as a
+    # llama-cpp-python user would.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from _reference import Reference
+
     checks = []
-    for kind, L, s in [("introspection", 5, 4.0), ("control", hooked.n_layer - 8, 2.0)]:
-        a = hooked.points(prompts[kind], [[Injection(dirs, L, s, "all")]], reuse_prefix=False)[0]
-        cv_check.set_cvec(dirs, L, s)
-        c = cv_check.last_logits(prompts[kind])
-        db = abs(float(b_values(a[None], yes_ids, no_ids)[0] - b_values(c[None], yes_ids, no_ids)[0]))
-        checks.append({"question": kind, "layer": L, "strength": s, "max_abs_logit_diff": float(np.abs(a - c).max()),
-                       "abs_b_diff": db})
-    cv_check.close()
+    with Reference(hooked.path, n_ctx=512, threads=args.threads) as ref:
+        for kind, L, s in [("introspection", 5, 4.0), ("control", hooked.n_layer - 8, 2.0)]:
+            a = hooked.points(prompts[kind], [[Injection(dirs, L, s, "all")]], reuse_prefix=False)[0]
+            data = np.zeros((hooked.n_layer - 1, hooked.n_embd), np.float32)
+            data[L - 1] = np.float32(s) * dirs[L]
+            ref.set_cvec(data, L, L)
+            c = ref.logits(prompts[kind])
+            db = abs(float(b_values(a[None], yes_ids, no_ids)[0] - b_values(c[None], yes_ids, no_ids)[0]))
+            checks.append({"question": kind, "layer": L, "strength": s,
+                           "max_abs_logit_diff": float(np.abs(a - c).max()), "abs_b_diff": db})
     cvec_ok = all(c["max_abs_logit_diff"] <= 1e-3 for c in checks)
     rss_before_hf = rss_mb()
 
