@@ -155,7 +155,8 @@ def merge(dirs, out_dir, read, key, columns, finish) -> dict:
             raise FileNotFoundError(f"{d} holds no results.csv.json: is it an output folder of this experiment?")
         metas.append(json.loads(side.read_text()))
     for d, m in zip(dirs[1:], metas[1:]):
-        for k in ("model_sha256", "numerics", "prompt_format", "seed", "pairs", "grid"):
+        for k in ("model_sha256", "numerics", "prompt_format", "seed", "pairs", "pool", "grid", "phrases", "layers",
+                  "variants", "control_words", "vector_sha256"):
             if m.get(k) != metas[0].get(k):
                 raise ValueError(f"{d} was made with a different {k} than {dirs[0]}; merge shards of one run only")
     rows = merge_rows([read(d / "results.csv") for d in dirs], key)

@@ -158,7 +158,8 @@ def prefill(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], lay
     mine = shard_of(list(pair_list), shard)
     prompts = {i: PairPrompts(model, i, s, w, random_word(w, pool, seed, i)) for i, s, w in mine}
     grid = [(L, s) for L in layers for s in strengths]
-    first = next(iter(prompts.values()), None)
+    first = PairPrompts(model, *pair_list[0], random_word(pair_list[0][2], pool, seed, pair_list[0][0])) \
+        if pair_list else None
     meta = dict(provenance(model), seed=int(seed), pairs=[list(p) for p in pair_list], pool=pool,
                 phrases={"intent": list(INTENT), "apology": list(APOLOGY), "yes_no_follow_up": YES_NO_FOLLOW_UP},
                 prompt_example=first.describe(model) if first else None,
@@ -331,7 +332,8 @@ def finish(rows, out_dir, model_name: str, prov: dict, start: Optional[float] = 
 
 def figure(cs, head, path, title: str, exp1_head=None):
     """P(apology) per condition at the best strength; the reduction per strength, with the best
-    depths of this experiment and of experiment 1 (the given run's, else the paper's 2/3)."""
+    depths of this experiment and of experiment 1 (the given run's, else the paper's 2/3); the
+    Yes/No form's gain per strength; with ``exp1_head``, both experiments' curves on one axis."""
     best = head["best_cell"]
     none = head["uninjected"]
     strengths = sorted({c["strength"] for c in cs if c["condition"] == "matching"})
@@ -353,7 +355,11 @@ def figure(cs, head, path, title: str, exp1_head=None):
                             "y": [c["reduction"] for c in pts]})
     if best:
         p2["vlines"].append((best["depth"], f"exp 3 best ({best['depth']:.2f})"))
-    panels = [p1, p2]
+    p3 = {"ylabel": "Yes/No form: gain in b(meant) vs max(none, random)", "lines": [], "hlines": [(0.0, "")]}
+    for s in strengths:
+        pts = [c for c in cs if c["condition"] == "matching" and c["strength"] == s]
+        p3["lines"].append({"label": f"strength {s:g}", "x": [c["depth"] for c in pts], "y": [c["b_gain"] for c in pts]})
+    panels = [p1, p2, p3]
     if exp1_head and exp1_head["cells"]:
         c1 = exp1_head["cells"]
         s1 = min({c["strength"] for c in c1}, key=lambda s: abs(s - 2.0))

@@ -163,7 +163,7 @@ def thoughts(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], la
     prompts = {i: PairPrompts(model, i, s, w, pool, seed) for i, s, w in mine}
     grid = [(L, s) for L in layers for s in strengths]
     meta = dict(provenance(model), seed=int(seed), pairs=[list(p) for p in pair_list], pool=pool,
-                prompts={i: P.describe(model) for i, P in list(prompts.items())[:1]},
+                prompt_example=PairPrompts(model, *pair_list[0], pool, seed).describe(model) if pair_list else None,
                 vector_sha256={w: hashlib.sha256(vectors[w].directions.tobytes()).hexdigest() for _, _, w in pair_list},
                 grid={"layers": layers, "strengths": strengths}, columns=COLUMNS)
     step = model.n_seq_max
