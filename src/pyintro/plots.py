@@ -193,17 +193,19 @@ def drift(result: dict, path):
 
 
 def by_depth(cells, path, panels: Sequence[tuple[str, str, float | None]], control: str = "random",
-             title: str = "", baselines: dict | None = None):
+             title: str = "", baselines: dict | None = None, condition: str | None = None):
     """Experiment figures as the paper draws them: each panel a measure against layer as a
     fraction of depth, one line per strength (the injected condition), and the ``control``
     condition as one grey band (its min to max over strengths) with its mean.
 
     cells: rows with condition, depth, strength and the measures (e.g. ``detection.cells``).
     panels: (column, label, chance level or None) per panel.
-    baselines: {column: value} drawn as a dashed grey line "no injection" in that panel."""
+    baselines: {column: value} drawn as a dashed grey line "no injection" in that panel.
+    condition: the injected condition drawn as lines (default: every one but ``control`` and
+    "none"; give it when the cells hold several, or their lines would join across them)."""
     _check_path(path)
     recs = _records(cells)
-    main = [c for c in recs if c["condition"] not in (control, "none")]
+    main = [c for c in recs if (c["condition"] == condition if condition else c["condition"] not in (control, "none"))]
     strengths = sorted({float(c["strength"]) for c in main})
     fig = _figure(4.2 * len(panels) + 1.0, 4.0)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]

@@ -45,7 +45,7 @@ def run(model, out_dir, words: Optional[Sequence[str]] = None, library=None, lay
         plots.by_depth(cells, out_dir / "scores.png", [("intro", "introspection-specific b shift", None),
                                                        ("auroc_b", "AUROC, concept vs random (b)", 0.5),
                                                        ("id10", "identification, 10-way top-1", 0.1)],
-                       title=f"{Path(model.path).name}: experiment 1, judge-free")
+                       title=f"{Path(model.path).name}: experiment 1, judge-free", condition="concept")
         plots.per_concept(rows, out_dir / "concepts.png", "intro", "introspection-specific b shift (best cell)",
                           "each concept at its own best (layer, strength)")
         summary.update(head, files=["results.csv", "cells.csv", "scores.png", "concepts.png", "summary.json"])
