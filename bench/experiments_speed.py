@@ -136,7 +136,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="a tenth of each slice, 1 round (for debugging)")
-    ap.add_argument("--only", default=None, help="comma list of experiments to time (default: all three)")
+    ap.add_argument("--only", default=None,
+                    help="comma list of experiments to time (default: all three; results go to "
+                         "bench/results/experiments_speed_<names>.json)")
     ap.add_argument("--readme", type=Path, help="update this file's bench:experiments_speed section")
     args = ap.parse_args()
     if args.quick:
@@ -178,7 +180,8 @@ def main() -> None:
               "wall_s": round(time.time() - t_start, 1), "quick": args.quick, "model": hooked.path.name,
               "threads": args.threads, "repeats": args.repeats, "target_ratio_min": TARGET,
               "experiments": results}
-    path = write_json("experiments_speed_quick" if args.quick else "experiments_speed", result)
+    name = "experiments_speed" + ("_" + "_".join(jobs) if args.only else "") + ("_quick" if args.quick else "")
+    path = write_json(name, result)
     pf = lambda ok: "PASS" if ok else "MISS"  # noqa: E731
     table = "\n".join([
         f"Experiments 2-4 on {hooked.path.name}, {args.threads} threads, median of {args.repeats} rounds after a "
