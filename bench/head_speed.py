@@ -5,7 +5,7 @@
 One batch of points (an injection on each, varied layers and strengths) over the follow-up
 post's prompt, timed in rotation:
 
-(a) limit: the same batch with no hook (a context without pyintro's eval callback), full vocabulary;
+(a) limit: the same batch with no hook (a context without pyintro's eval callback), the two ids gathered after the full unembedding;
 (b) pyintro, full-vocabulary readout (stats: normalised p and the top token need every logit);
 (c) pyintro, Yes/No ids through the full unembedding (``Model.load(fast_head=False)``);
 (d) pyintro, Yes/No ids through the fast head (the default).
@@ -16,7 +16,9 @@ Also the largest |Δb| between (c) and (d) over every point (target ≤ 1e-4).
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -47,22 +49,35 @@ def run(model_name, threads: int, n: int, repeats: int) -> dict:
     points = [[Injection(vectors, i % fast.n_layer, float(i % 9))] for i in range(n)]
     empty = [[] for _ in range(n)]
     other = OtherLoad()
-    timed = interleaved({
-        "a": lambda: plain.points(ids, empty),
+    fns = {
+        "a": lambda: plain.points(ids, empty, vocab_ids=yes_no),
         "b": lambda: full.points(ids, points, vocab_ids=yes_no, stats=True),
         "c": lambda: full.points(ids, points, vocab_ids=yes_no),
         "d": lambda: fast.points(ids, points, vocab_ids=yes_no),
-    }, repeats)
+    }
+    cpu = {k: [] for k in fns}
+
+    def on_cpu(k, fn):  # this process's CPU time too: steadier than wall time on a shared machine
+        def run():
+            start = time.process_time()
+            fn()
+            cpu[k].append(time.process_time() - start)
+        return run
+
+    timed = interleaved({k: on_cpu(k, fn) for k, fn in fns.items()}, repeats)
     other.stop()
     b_full = np.diff(full.points(ids, points, vocab_ids=yes_no)[:, ::-1], axis=1)[:, 0]
     b_fast = np.diff(fast.points(ids, points, vocab_ids=yes_no)[:, ::-1], axis=1)[:, 0]
     used = fast._decoder.heads.get(np.asarray(yes_no, np.int32).tobytes(), False)
     ms = {k: 1000 * v["median"] / n for k, v in timed.items()}
+    cpu_ms = {k: 1000 * statistics.median(v[1:]) / n for k, v in cpu.items()}  # v[0]: the warm-up
     out = {
         "model": fast.path.name, "n_vocab": fast.n_vocab, "n_embd": fast.n_embd, "prompt_tokens": len(ids),
         "points": n, "threads": threads, "repeats": repeats, "fast_head_used": used,
         "ms_per_point": {"a_limit": ms["a"], "b_full_vocab": ms["b"], "c_yes_no_full": ms["c"],
                          "d_yes_no_fast_head": ms["d"]},
+        "cpu_ms_per_point": {"a_limit": cpu_ms["a"], "b_full_vocab": cpu_ms["b"], "c_yes_no_full": cpu_ms["c"],
+                             "d_yes_no_fast_head": cpu_ms["d"]},
         "max_abs_delta_b": float(np.max(np.abs(b_fast - b_full))),
         "other_processes_cores": round(other.cores, 3),
     }
@@ -81,12 +96,14 @@ def table(results: list[dict], m: dict, repeats: int) -> str:
         "| (d) / (a) | (c) / (d) | max \\|Δb\\| (d) vs (c) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in results:
-        ms = r["ms_per_point"]
-        lines.append(f"| {r['model']} | {ms['a_limit']:.2f} | {ms['b_full_vocab']:.2f} | {ms['c_yes_no_full']:.2f} | "
+    for r, (kind, unit) in [(r, k) for r in results for k in (("ms_per_point", "wall"), ("cpu_ms_per_point", "CPU"))]:
+        ms = r[kind]
+        lines.append(f"| {r['model']}, {unit} | {ms['a_limit']:.2f} | {ms['b_full_vocab']:.2f} | {ms['c_yes_no_full']:.2f} | "
                      f"{ms['d_yes_no_fast_head']:.2f} | {ms['d_yes_no_fast_head'] / ms['a_limit']:.2f} × | "
                      f"{ms['c_yes_no_full'] / ms['d_yes_no_fast_head']:.2f} × | {r['max_abs_delta_b']:.1e} |")
-    lines += ["", "ms/point. Reproduce: `python bench/head_speed.py --readme README.md`"]
+    lines += ["", "ms/point, wall time and this process's CPU time (steadier on a shared machine with 1 thread). "
+              "(a) gathers the same two ids after the full unembedding. "
+              "Reproduce: `python bench/head_speed.py --readme README.md`"]
     return "\n".join(lines)
 
 
