@@ -3,13 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <stdexcept>
 
 #include "ggml-backend.h"
-#include "ggml-cpu.h"
 #include "ggml.h"
-#include "gguf.h"
 #include "llama.h"
 #include "log.h"
 
@@ -25,16 +22,6 @@ void BatchFree::operator()(llama_batch * b) const {
 bool supports_gpu_offload() { return llama_supports_gpu_offload(); }
 
 std::string system_info() { return llama_print_system_info(); }
-
-std::vector<std::string> builtin_templates() {
-    std::vector<const char *> names(256);
-    int32_t n = llama_chat_builtin_templates(names.data(), names.size());
-    if (n > (int32_t) names.size()) {
-        names.resize(n);
-        n = llama_chat_builtin_templates(names.data(), names.size());
-    }
-    return std::vector<std::string>(names.begin(), names.begin() + std::max(0, n));
-}
 
 std::vector<std::vector<std::string>> backend_devices() {
     std::vector<std::vector<std::string>> out;
@@ -239,177 +226,6 @@ int32_t Engine::eos() const {
 bool Engine::add_bos() const {
     check_ctx();
     return llama_vocab_get_add_bos(vocab_);
-}
-
-// ---------------------------------------------------------------------------
-// Text
-// ---------------------------------------------------------------------------
-
-std::vector<int32_t> Engine::tokenize(const std::string & text, bool add_special, bool parse_special) const {
-    check_ctx();
-    std::vector<int32_t> out(text.size() + 8);
-    int32_t n = llama_tokenize(vocab_, text.data(), (int32_t) text.size(), out.data(), (int32_t) out.size(),
-                               add_special, parse_special);
-    if (n < 0) {
-        out.resize(-n);
-        n = llama_tokenize(vocab_, text.data(), (int32_t) text.size(), out.data(), (int32_t) out.size(),
-                           add_special, parse_special);
-    }
-    if (n < 0) throw std::runtime_error("llama.cpp failed to tokenize the text");
-    out.resize(n);
-    return out;
-}
-
-std::string Engine::detokenize(const std::vector<int32_t> & tokens, bool remove_special, bool unparse_special) const {
-    check_ctx();
-    for (int32_t t : tokens) {
-        if (t < 0 || t >= n_vocab_) throw std::invalid_argument("token id " + std::to_string(t) + " is out of range");
-    }
-    std::string out(tokens.size() * 8 + 16, '\0');
-    int32_t n = llama_detokenize(vocab_, tokens.data(), (int32_t) tokens.size(), out.data(), (int32_t) out.size(),
-                                 remove_special, unparse_special);
-    if (n < 0) {
-        out.resize(-n);
-        n = llama_detokenize(vocab_, tokens.data(), (int32_t) tokens.size(), out.data(), (int32_t) out.size(),
-                             remove_special, unparse_special);
-    }
-    if (n < 0) throw std::runtime_error("llama.cpp failed to detokenize");
-    out.resize(n);
-    return out;
-}
-
-std::string Engine::token_piece(int32_t token) const {
-    check_ctx();
-    if (token < 0 || token >= n_vocab_) throw std::invalid_argument("token id " + std::to_string(token) + " is out of range");
-    char buf[256];
-    int32_t n = llama_token_to_piece(vocab_, token, buf, sizeof(buf), 0, true);
-    if (n < 0) return std::string();
-    return std::string(buf, n);
-}
-
-std::string Engine::apply_chat_template(const std::vector<std::pair<std::string, std::string>> & messages,
-                                        bool add_assistant, const std::string & tmpl_in) const {
-    check_ctx();
-    const char * tmpl = tmpl_in.empty() ? llama_model_chat_template(model_.get(), nullptr) : tmpl_in.c_str();
-    if (tmpl == nullptr) throw std::invalid_argument("this model has no chat template; use chat_template='raw' or a template name");
-    std::vector<llama_chat_message> msgs;
-    size_t total = 0;
-    for (const auto & m : messages) {
-        msgs.push_back({m.first.c_str(), m.second.c_str()});
-        total += m.first.size() + m.second.size();
-    }
-    std::vector<char> buf(2 * total + 1024);
-    int32_t n = llama_chat_apply_template(tmpl, msgs.data(), msgs.size(), add_assistant, buf.data(), (int32_t) buf.size());
-    if (n > (int32_t) buf.size()) {
-        buf.resize(n);
-        n = llama_chat_apply_template(tmpl, msgs.data(), msgs.size(), add_assistant, buf.data(), (int32_t) buf.size());
-    }
-    if (n < 0) throw std::invalid_argument("llama.cpp does not know this chat template; pass a Jinja template file or 'raw'");
-    return std::string(buf.data(), n);
-}
-
-// ---------------------------------------------------------------------------
-// The head: a few rows of the output matrix
-// ---------------------------------------------------------------------------
-
-namespace {
-
-struct GgufFree {
-    void operator()(gguf_context * g) const { gguf_free(g); }
-};
-struct GgmlFree {
-    void operator()(ggml_context * c) const { ggml_free(c); }
-};
-
-// Rows ``ids`` of a 2-D tensor of the file (bytes as stored), appended to ``dst``.
-void read_rows(std::ifstream & f, size_t offset, size_t row_bytes, const std::vector<int32_t> & ids,
-               std::vector<uint8_t> & dst) {
-    dst.resize(ids.size() * row_bytes);
-    for (size_t i = 0; i < ids.size(); ++i) {
-        f.seekg((std::streamoff) (offset + (size_t) ids[i] * row_bytes));
-        f.read((char *) dst.data() + i * row_bytes, (std::streamsize) row_bytes);
-        if (!f) throw std::invalid_argument("could not read the output matrix's rows from the model file");
-    }
-}
-
-}  // namespace
-
-void Engine::set_head(const std::vector<int32_t> & ids, float scale, float softcap) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    check_ctx();
-    if (ids.empty()) throw std::invalid_argument("a head needs at least one vocab id");
-    for (int32_t id : ids) {
-        if (id < 0 || id >= n_vocab_) throw std::invalid_argument("head id out of range");
-    }
-    // The tensor table only (no data): names, types, shapes, offsets.
-    ggml_context * meta_raw = nullptr;
-    gguf_init_params gp{/*no_alloc=*/true, /*ctx=*/&meta_raw};
-    std::unique_ptr<gguf_context, GgufFree> g(gguf_init_from_file(path_.c_str(), gp));
-    std::unique_ptr<ggml_context, GgmlFree> meta(meta_raw);
-    if (!g || !meta) throw std::invalid_argument("gguf could not read the model file's tensor table");
-    const char * name = gguf_find_tensor(g.get(), "output.weight") >= 0 ? "output.weight" : "token_embd.weight";
-    const int64_t ti = gguf_find_tensor(g.get(), name);
-    ggml_tensor * w = ti >= 0 ? ggml_get_tensor(meta.get(), name) : nullptr;
-    if (w == nullptr) throw std::invalid_argument("no output matrix in this file (a split model?)");
-    if (ggml_n_dims(w) != 2 || w->ne[0] != n_embd_ || w->ne[1] < n_vocab_) {
-        throw std::invalid_argument(std::string(name) + " is not an [n_embd, n_vocab] matrix");
-    }
-    const ggml_type_traits_cpu * traits = ggml_get_type_traits_cpu(w->type);
-    if (traits->vec_dot == nullptr || (traits->vec_dot_type != GGML_TYPE_F32 &&
-                                       ggml_get_type_traits_cpu(traits->vec_dot_type)->from_float == nullptr)) {
-        throw std::invalid_argument(std::string("type ") + ggml_type_name(w->type) + " has no CPU dot product");
-    }
-    if (n_embd_ % ggml_blck_size(w->type) != 0) throw std::invalid_argument("n_embd is not a whole number of blocks");
-
-    Head head;
-    head.ids = ids;
-    head.type = (int32_t) w->type;
-    head.scale = scale;
-    head.softcap = softcap;
-    const size_t data = gguf_get_data_offset(g.get());
-    std::ifstream f(path_, std::ios::binary);
-    if (!f) throw std::invalid_argument("could not open the model file");
-    read_rows(f, data + gguf_get_tensor_offset(g.get(), ti), ggml_row_size(w->type, n_embd_), ids, head.rows);
-    const int64_t bi = gguf_find_tensor(g.get(), "output.bias");
-    if (bi >= 0) {
-        ggml_tensor * b = ggml_get_tensor(meta.get(), "output.bias");
-        if (b == nullptr || b->type != GGML_TYPE_F32 || ggml_nelements(b) < n_vocab_) {
-            throw std::invalid_argument("output.bias is not an F32 vector of n_vocab");
-        }
-        std::vector<uint8_t> raw;
-        read_rows(f, data + gguf_get_tensor_offset(g.get(), bi), sizeof(float), ids, raw);
-        head.bias.resize(ids.size());
-        std::memcpy(head.bias.data(), raw.data(), raw.size());
-    }
-    head_ = std::move(head);
-}
-
-// dst [n_out, n_ids] = the head's logits of the final norm's rows the hook kept.
-void Engine::head_logits(int32_t n_out, float * dst) const {
-    const ggml_type wt = (ggml_type) head_.type;
-    const ggml_type_traits_cpu * traits = ggml_get_type_traits_cpu(wt);
-    const ggml_type qt = traits->vec_dot_type;
-    const size_t row = ggml_row_size(wt, n_embd_);
-    std::vector<uint8_t> q(ggml_row_size(qt, n_embd_));
-    const std::vector<float> & norm = hook_.norm_rows();
-    const size_t n_ids = head_.ids.size();
-    for (int32_t i = 0; i < n_out; ++i) {
-        const float * x = norm.data() + (size_t) i * n_embd_;
-        // the activation row in the dot product's type, as ggml's matrix product converts it
-        if (qt == GGML_TYPE_F32) {
-            std::memcpy(q.data(), x, (size_t) n_embd_ * sizeof(float));
-        } else {
-            ggml_get_type_traits_cpu(qt)->from_float(x, q.data(), n_embd_);
-        }
-        for (size_t c = 0; c < n_ids; ++c) {
-            float s = 0.0f;
-            traits->vec_dot(n_embd_, &s, 0, head_.rows.data() + c * row, 0, q.data(), 0, 1);
-            if (!head_.bias.empty()) s += head_.bias[c];
-            if (head_.scale != 1.0f) s *= head_.scale;
-            if (head_.softcap != 0.0f) s = std::tanh(s * (1.0f / head_.softcap)) * head_.softcap;  // as ggml_scale, tanh, ggml_scale
-            dst[(size_t) i * n_ids + c] = s;
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------
