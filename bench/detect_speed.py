@@ -70,6 +70,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--concepts", type=int, default=1)
     ap.add_argument("--bias", type=int, default=4, help="bias-control questions per cell (the paper's: 20)")
+    ap.add_argument("--layers", type=int, default=0, help="every k-th layer only (0: every layer)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--readme", type=Path, help="update this README's bench:detect_speed section")
     args = ap.parse_args()
@@ -82,7 +83,8 @@ def main() -> None:
     model._decoder.engine = rec
     other = OtherLoad()
     start = time.perf_counter()
-    rows = detection.detect(model, vectors, words, None, detection.STRENGTHS, categories=False, n_bias=args.bias)
+    layers = list(range(0, model.n_layer, args.layers)) if args.layers else None
+    rows = detection.detect(model, vectors, words, layers, detection.STRENGTHS, categories=False, n_bias=args.bias)
     t_detect = time.perf_counter() - start
     model._decoder.engine = rec._engine
     t_plain = replay(plain._decoder.engine, rec.calls)
@@ -91,7 +93,7 @@ def main() -> None:
     n_calls = sum(1 for name, _, _ in rec.calls if name == "decode")
     result = {
         "machine": machine(), "model": model.path.name, "threads": args.threads, "concepts": words,
-        "layers": model.n_layer, "strengths": list(detection.STRENGTHS), "bias_questions": args.bias,
+        "layers": layers or list(range(model.n_layer)), "strengths": list(detection.STRENGTHS), "bias_questions": args.bias,
         "result_rows": len(rows), "engine_decodes": n_calls, "token_rows": n_rows,
         "seconds": {"detect": t_detect, "replay_no_hook": t_plain},
         "rows_per_s": {"detect": n_rows / t_detect, "replay_no_hook": n_rows / t_plain},
@@ -99,7 +101,8 @@ def main() -> None:
     }
     path = write_json("detect_speed", result)
     md = "\n".join([
-        f"Experiment 1, judge-free, {len(words)} concepts × {model.n_layer} layers × {len(detection.STRENGTHS)} "
+        f"Experiment 1, judge-free, {len(words)} concept(s) × {len(layers) if layers else model.n_layer} layers × "
+        f"{len(detection.STRENGTHS)} "
         f"strengths with the random and negated controls and {args.bias} bias questions per cell: {len(rows)} result "
         f"rows from {n_rows} token rows in {n_calls} engine calls; {model.path.name}, {args.threads} threads "
         f"({machine_line(result['machine'])}). " + other.sentence(result["machine"]["cores"]),
