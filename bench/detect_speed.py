@@ -51,10 +51,10 @@ class Recorder:
 
 
 def replay(engine, calls) -> float:
-    """Seconds to make the recorded calls on ``engine``, the decodes with nothing injected or
-    captured and the full unembedding."""
+    """CPU seconds of this process to make the recorded calls on ``engine``, the decodes with
+    nothing injected or captured and the full unembedding."""
     engine.seq_rm(-1, 0, -1)
-    start = time.perf_counter()
+    start = time.process_time()
     for name, args, kw in calls:
         if name == "decode":
             tokens, pos, seq, out = args[:4]
@@ -63,7 +63,7 @@ def replay(engine, calls) -> float:
                           stats=kw.get("stats", False))
         else:
             getattr(engine, name)(*args, **kw)
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def main() -> None:
@@ -82,10 +82,10 @@ def main() -> None:
     rec = Recorder(model._decoder.engine)
     model._decoder.engine = rec
     other = OtherLoad()
-    start = time.perf_counter()
+    start = time.process_time()
     layers = list(range(0, model.n_layer, args.layers)) if args.layers else None
     rows = detection.detect(model, vectors, words, layers, detection.STRENGTHS, categories=False, n_bias=args.bias)
-    t_detect = time.perf_counter() - start
+    t_detect = time.process_time() - start
     model._decoder.engine = rec._engine
     t_plain = replay(plain._decoder.engine, rec.calls)
     other.stop()
@@ -105,9 +105,10 @@ def main() -> None:
         f"{len(detection.STRENGTHS)} "
         f"strengths with the random and negated controls and {args.bias} bias questions per cell: {len(rows)} result "
         f"rows from {n_rows} token rows in {n_calls} engine calls; {model.path.name}, {args.threads} threads "
-        f"({machine_line(result['machine'])}). " + other.sentence(result["machine"]["cores"]),
+        f"({machine_line(result['machine'])}). Times are this process's CPU time (the two runs are "
+        f"sequential, and other processes used {other.cores:.2f} of the {result['machine']['cores']} cores).",
         "",
-        "| | s | token rows/s |",
+        "| | CPU s | token rows/s |",
         "|---|---:|---:|",
         f"| pyintro `detect` (injections, prompt trees, full-vocabulary log-sum-exp) | {t_detect:.1f} | "
         f"{n_rows / t_detect:.0f} |",
