@@ -18,51 +18,19 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import OtherLoad, machine, machine_line, update_readme, write_json  # noqa: E402
+from experiments_speed import n_rows, record, replay  # noqa: E402  (the same recorder as experiments 2-4)
 
 import pyintro  # noqa: E402
 from pyintro import concepts  # noqa: E402
 from pyintro.experiments import detection  # noqa: E402
 from pyintro.stimuli import CONCEPT_WORDS  # noqa: E402
 
-_NONE = np.zeros(0, np.int32)
-RECORDED = ("decode", "seq_cp", "seq_rm")
 
-
-class Recorder:
-    """The engine, with every call that changes the KV cells recorded in order."""
-
-    def __init__(self, engine):
-        self._engine = engine
-        self.calls: list[tuple[str, tuple, dict]] = []
-
-    def __getattr__(self, name):
-        attr = getattr(self._engine, name)
-        if name not in RECORDED:
-            return attr
-
-        def recorded(*args, **kw):
-            self.calls.append((name, args, kw))
-            return attr(*args, **kw)
-        return recorded
-
-
-def replay(engine, calls) -> float:
-    """CPU seconds of this process to make the recorded calls on ``engine``, the decodes with
-    nothing injected or captured and the full unembedding."""
-    engine.seq_rm(-1, 0, -1)
+def cpu_seconds(fn) -> float:
     start = time.process_time()
-    for name, args, kw in calls:
-        if name == "decode":
-            tokens, pos, seq, out = args[:4]
-            gather = args[7] if len(args) > 7 else None
-            engine.decode(tokens, pos, seq, out, [], _NONE, _NONE, gather, logits=kw.get("logits", True),
-                          stats=kw.get("stats", False))
-        else:
-            getattr(engine, name)(*args, **kw)
+    fn()
     return time.process_time() - start
 
 
@@ -79,24 +47,27 @@ def main() -> None:
     plain = pyintro.Model.load(n_threads=args.threads, eval_callback=False)
     words = list(CONCEPT_WORDS[:args.concepts])
     vectors = concepts.library(model, words)  # cached after the first run
-    rec = Recorder(model._decoder.engine)
-    model._decoder.engine = rec
-    other = OtherLoad()
-    start = time.process_time()
     layers = list(range(0, model.n_layer, args.layers)) if args.layers else None
-    rows = detection.detect(model, vectors, words, layers, detection.STRENGTHS, categories=False, n_bias=args.bias)
-    t_detect = time.process_time() - start
-    model._decoder.engine = rec._engine
-    t_plain = replay(plain._decoder.engine, rec.calls)
+    other = OtherLoad()
+    rows: list = []
+
+    def run():
+        rows.extend(detection.detect(model, vectors, words, layers, detection.STRENGTHS, categories=False,
+                                     n_bias=args.bias))
+
+    seconds: list = []
+    ops = record(model, lambda: seconds.append(cpu_seconds(run)))
+    t_detect = seconds[0]
+    t_plain = cpu_seconds(lambda: replay(plain._decoder.engine, ops))
     other.stop()
-    n_rows = sum(len(a[0]) for name, a, _ in rec.calls if name == "decode")
-    n_calls = sum(1 for name, _, _ in rec.calls if name == "decode")
+    n_tok = n_rows(ops)
+    n_calls = sum(1 for name, _, _ in ops if name == "decode")
     result = {
         "machine": machine(), "model": model.path.name, "threads": args.threads, "concepts": words,
         "layers": layers or list(range(model.n_layer)), "strengths": list(detection.STRENGTHS), "bias_questions": args.bias,
-        "result_rows": len(rows), "engine_decodes": n_calls, "token_rows": n_rows,
+        "result_rows": len(rows), "engine_decodes": n_calls, "token_rows": n_tok,
         "seconds": {"detect": t_detect, "replay_no_hook": t_plain},
-        "rows_per_s": {"detect": n_rows / t_detect, "replay_no_hook": n_rows / t_plain},
+        "rows_per_s": {"detect": n_tok / t_detect, "replay_no_hook": n_tok / t_plain},
         "ratio": t_plain / t_detect, "target_min": 0.85, "other_processes_cores": round(other.cores, 3),
     }
     path = write_json("detect_speed", result)
@@ -104,16 +75,16 @@ def main() -> None:
         f"Experiment 1, judge-free, {len(words)} concept(s) × {len(layers) if layers else model.n_layer} layers × "
         f"{len(detection.STRENGTHS)} "
         f"strengths with the random and negated controls and {args.bias} bias questions per cell: {len(rows)} result "
-        f"rows from {n_rows} token rows in {n_calls} engine calls; {model.path.name}, {args.threads} threads "
+        f"rows from {n_tok} token rows in {n_calls} engine calls; {model.path.name}, {args.threads} threads "
         f"({machine_line(result['machine'])}). Times are this process's CPU time (the two runs are "
         f"sequential, and other processes used {other.cores:.2f} of the {result['machine']['cores']} cores).",
         "",
         "| | CPU s | token rows/s |",
         "|---|---:|---:|",
         f"| pyintro `detect` (injections, prompt trees, full-vocabulary log-sum-exp) | {t_detect:.1f} | "
-        f"{n_rows / t_detect:.0f} |",
+        f"{n_tok / t_detect:.0f} |",
         f"| the same engine calls replayed without the hook or any injection (the limit) | {t_plain:.1f} | "
-        f"{n_rows / t_plain:.0f} |",
+        f"{n_tok / t_plain:.0f} |",
         "",
         f"pyintro / limit: **{t_plain / t_detect:.2f}×** the limit's rows per second (target ≥ 0.85).",
         "",
