@@ -357,8 +357,8 @@ def main() -> None:
         f"- Memory: RSS {rss_loaded:.0f} MB after loading the model; peak growth during the {n}-point sweep "
         f"**{growth:.0f} MB** with `full_vocab=True` (target ≤ 150: {pf(verdict['rss_growth'])}), "
         f"{mem_gather.growth:.0f} MB with `full_vocab=False`.",
-        "- Correctness: pyintro injecting on every token vs llama.cpp's control vector (both with flash "
-        "attention off, pyintro's default), max |Δlogit| "
+        "- Correctness: pyintro injecting on every token vs llama.cpp's control vector (llama.cpp decoding "
+        "as pyintro does: tests/_reference.py), max |Δlogit| "
         + ", ".join(f"{c['max_abs_logit_diff']:.1e} (layer {c['layer']}, s={c['strength']:g})" for c in checks)
         + f" ({'within' if cvec_ok else 'NOT within'} 1e-3). HF float32 vs pyintro {hooked.quant_type} b over the sampled "
         f"points: Pearson r = {r_single:.3f} (one per forward, {len(hf_pts)} points), {r_batch:.3f} "
