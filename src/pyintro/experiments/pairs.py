@@ -71,6 +71,24 @@ def read_sentences(path) -> list[str]:
     return [line.strip() for line in lines]
 
 
+def grid(model, words, sentences, n_pairs, layers, strengths, quick: bool, quick_sizes: dict, default_strengths):
+    """What an experiment's ``run()`` starts from: (word pool, sentences, pair count, layers,
+    strengths), the paper's lists and grid by default, ``quick_sizes`` ("pairs", "layers",
+    "strengths") with ``quick`` wherever the caller gave nothing. Words and sentences are checked."""
+    from pyintro import concepts
+    from pyintro.experiments.common import evenly_spaced
+
+    pool = concepts.check_words(words)
+    sentences = check_sentences(SENTENCES if sentences is None else sentences)
+    if n_pairs is None and quick:
+        n_pairs = min(quick_sizes["pairs"], len(sentences))
+    if layers is None and quick:
+        layers = evenly_spaced(model.n_layer, quick_sizes["layers"])
+    if strengths is None:
+        strengths = quick_sizes["strengths"] if quick else default_strengths
+    return pool, sentences, n_pairs, layers, strengths
+
+
 def check_sentences(sentences: Sequence[str]) -> list[str]:
     out = [s.strip() if isinstance(s, str) else s for s in sentences]
     if not out:

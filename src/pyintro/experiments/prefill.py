@@ -272,19 +272,11 @@ def run(model, out_dir, words: Optional[Sequence[str]] = None, sentences: Option
     best layer the figure shows beside this one's. ``quick``: 4 pairs, 4 layers, strengths 4
     and 16 (unless given). Returns the summary."""
     from pyintro import concepts
-    from pyintro.experiments.common import evenly_spaced
-    from pyintro.experiments.pairs import check_sentences, pairs
-    from pyintro.stimuli import SENTENCES
+    from pyintro.experiments.pairs import grid, pairs
 
     start = time.perf_counter()
-    pool = concepts.check_words(words)
-    sentences = check_sentences(SENTENCES if sentences is None else sentences)
-    if n_pairs is None and quick:
-        n_pairs = min(QUICK["pairs"], len(sentences))
-    if layers is None and quick:
-        layers = evenly_spaced(model.n_layer, QUICK["layers"])
-    if strengths is None:
-        strengths = QUICK["strengths"] if quick else STRENGTHS
+    pool, sentences, n_pairs, layers, strengths = grid(model, words, sentences, n_pairs, layers, strengths, quick,
+                                                       QUICK, STRENGTHS)
     pair_list = pairs(sentences, pool, seed, n_pairs)
     layer_list(layers, model.n_layer), check_strengths(strengths)  # refuse bad input before extracting
     for w in pool:
