@@ -18,7 +18,7 @@ from pyintro._native import _engine
 from pyintro.decode import Decoder, Spec, drain_log, first_injected
 from pyintro.files import check_gguf_file, file_type_name, resolve_model
 from pyintro.generate import generate, sampler
-from pyintro import head
+from pyintro import head, padding
 from pyintro.injection import Injection, layer_list
 
 
@@ -94,7 +94,8 @@ class Model:
         n_seq_max:    sequences decoded together (1..255); ``points`` runs this many points per call.
         eval_callback: False builds a context without pyintro's hook (for benchmarks only).
         batch_invariant: True (the default): llama.cpp decodes at most 56 rows per call, padded to
-                      a multiple of 8 rows and 8 outputs, with flash attention on. A point's logits
+                      a multiple of 2, 4 or 8 rows and outputs, as the file's weight types need
+                      (``pyintro.padding``), with flash attention on. A point's logits
                       then do not depend on the other points of its batch, its slot, or whether it
                       ran alone: on the CPU they are bit-identical (docs/numerics.md). False:
                       llama.cpp's throughput settings (512-row calls, no padding), whose results
@@ -126,7 +127,9 @@ class Model:
         params.n_seq_max = int(n_seq_max)
         params.eval_callback = bool(eval_callback)
         params.flash_attn = True
-        if not batch_invariant:
+        if batch_invariant:
+            params.row_quantum = padding.row_quantum(p, params.n_gpu_layers)
+        else:
             params.n_batch, params.row_quantum = 512, 1
         return cls.from_params(params, chat_template=chat_template, user_prefix=user_prefix,
                                assistant_prefix=assistant_prefix, fast_head=fast_head)
