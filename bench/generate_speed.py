@@ -15,8 +15,8 @@ tokens per second of:
      with nothing to add);
   3. pyintro, per-sequence injections, greedy (temperature 0: the difference to 1 is the
      Python-side sampling), and sampled on a Model loaded with ``batch_invariant=False`` (no
-     padding of each llama.cpp call's rows to a multiple of 8: the default pads a 1-sequence step
-     to 8 rows);
+     padding of each llama.cpp call's rows to the file's padding unit: the default model pads a
+     1-sequence step to 2 rows, K-quant files to 8);
   4. the limit: plain batched generation with llama-cpp-python's low-level API, no hook, a
      context with pyintro's settings (flash attention on, n_batch = n_ubatch = 56, kv_unified,
      n_seq_max = n + 1): the prompt decoded once (kept between calls, as pyintro keeps its prefix)
@@ -138,8 +138,9 @@ def main() -> None:
 
     n_seq = max(128, wide_n)
     model = pyintro.Model.load(args.model, n_threads=args.threads, n_seq_max=n_seq)
+    unit = model.numerics()["row_quantum"]
     # The same with llama.cpp's throughput settings: no padding of each call's rows to a multiple of 8
-    # (the default pads a 1-row generation step to 8 rows).
+    # (the default pads a 1-row generation step to the file's unit: 2 rows here, 8 for K-quants).
     unpadded = pyintro.Model.load(args.model, n_threads=args.threads, n_seq_max=n_seq, batch_invariant=False)
     default = args.model is None
     suffix = "" if default else "_" + model.quant_type
@@ -261,8 +262,9 @@ def main() -> None:
         f"vector at layer {mid}, strength {STRENGTH:g}. transformers gets the same per-sequence injections through "
         "forward hooks. The limit samples with llama.cpp's own sampler chain (temperature, `dist`) per sequence; "
         "greedy: an argmax in numpy. `batch_invariant=False`: llama.cpp's throughput settings (512-row calls, no "
-        "padding; by default pyintro pads each call's rows to a multiple of 8, so a step of fewer than 8 sequences "
-        "costs 8 rows). pyintro and the limit both keep the prompt cached between calls.",
+        f"padding; by default pyintro pads each call's rows to a multiple of the file's padding unit, {unit} rows here, "
+        f"so a step of fewer than {unit} sequences costs {unit} rows). pyintro and the limit both keep the prompt cached "
+        "between calls.",
         f"- Target: pyintro with per-sequence injections ≥ {TARGET_OVER_PLAIN} × the limit at every width: "
         + ", ".join(f"{r['pyintro_over_plain']:.2f} at {r['width']} ({pf(r['pass'])})" for r in results) + ".",
         f"- pyintro's sampled, per-sequence generate at width {wide_n}: {prof['total_s']:.2f} s under cProfile, of "

@@ -1,7 +1,9 @@
 """llama.cpp on its own (through llama-cpp-python's ctypes API), decoding the way pyintro's
 engine does: flash attention on, one llama_decode call of at most 56 rows, padded with rows of
-a second sequence to a multiple of 8 rows and of 8 outputs. Comparisons with pyintro are then
-exact by design (docs/numerics.md), not within a tolerance."""
+a second sequence to a multiple of 8 rows and of 8 outputs (the largest padding unit; pyintro
+pads the default model's calls to 2, so the comparisons also check that the unit changes
+nothing). Comparisons with pyintro are then exact by design (docs/numerics.md), not within a
+tolerance."""
 
 from __future__ import annotations
 
