@@ -6,7 +6,7 @@ One batch of points (an injection at the last token, every layer, strengths 0..1
 follow-up post's prompt, Yes/No logits after the full unembedding), timed in rotation:
 
 - invariant (the default): flash attention on, llama_decode calls of at most 56 rows, padded
-  to multiples of 8 rows and 8 outputs;
+  to multiples of the file's padding unit in rows and outputs (2 for the default model);
 - the earlier design: flash attention off, 512-row calls, no padding (whose values depend on
   the batch in the last bits: docs/numerics.md).
 

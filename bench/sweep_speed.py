@@ -155,9 +155,9 @@ def main() -> None:
         return out
 
     # The check decodes the way pyintro does (tests/_reference.py: flash attention on, one
-    # llama_decode call of at most 56 rows padded to multiples of 8 rows and outputs), so the
-    # comparison is exact by design; the timed context above keeps llama.cpp's defaults, as a
-    # llama-cpp-python user would.
+    # llama_decode call of at most 56 rows padded to multiples of 8 rows and outputs, the
+    # largest padding unit), so the comparison is exact by design; the timed context above
+    # keeps llama.cpp's defaults, as a llama-cpp-python user would.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from _reference import Reference
 
