@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import platform
 
+import gguf
 import numpy as np
 import pytest
 from tiny_models import tiny
@@ -40,6 +41,26 @@ def test_gpu_layers_and_no_invariance_keep_their_units(tmp_path):
     assert padding.row_quantum(path, n_gpu_layers=-1) == padding.DEFAULT
     with pyintro.Model.load(path, chat_template="raw", n_ctx=256, batch_invariant=False) as m:
         assert m.numerics()["row_quantum"] == 1 and not m.batch_invariant
+
+
+def _header_only(path, split_count=None, expert=False):
+    w = gguf.GGUFWriter(str(path), "llama")
+    if split_count:
+        w.add_uint16("split.count", split_count)
+    w.add_tensor("blk.0.ffn_up_exps.weight" if expert else "blk.0.ffn_up.weight", np.zeros((64, 32), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_split_and_expert_files_keep_eight(tmp_path):
+    # F32 alone needs 2 (4 on ARM); a split file's first part does not list every tensor, and
+    # expert products see the rows routed to each expert: both stay at 8.
+    assert padding.row_quantum(_header_only(tmp_path / "one.gguf")) == (2 if X86 else 4)
+    assert padding.row_quantum(_header_only(tmp_path / "split.gguf", split_count=2)) == 8
+    assert padding.row_quantum(_header_only(tmp_path / "moe.gguf", expert=True)) == 8
 
 
 @pytest.mark.parametrize("qtype,unit_x86", [("f32", 2), ("f16", 2), ("q8_0", 2), ("q5_0", 2), ("q4_1", 2),

@@ -14,9 +14,9 @@ that; the padding unit of a model is the largest over its weight matrices:
 
 Types that only ever take ``vec_dot`` (Q4_1, Q5_1) or llamafile's sgemm from 2 rows on (F32,
 F16, BF16, Q8_0 and Q5_0 on x86) need 2. A smaller unit matters where calls are small:
-generating one sequence decodes 2 rows per step instead of 8. On a GPU (``n_gpu_layers`` not 0)
-and for mixture-of-experts files (whose expert products see the rows routed to each expert),
-the unit stays 8.
+generating one sequence decodes 2 rows per step instead of 8. On a GPU (``n_gpu_layers`` not 0),
+for mixture-of-experts files (whose expert products see the rows routed to each expert) and for
+files split into parts, the unit stays 8.
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ def row_quantum(path: str | Path, n_gpu_layers: int = 0) -> int:
         reader = gguf.GGUFReader(path)
     except Exception:  # unreadable here; llama.cpp's own loader reports what is wrong
         return DEFAULT
+    split = reader.fields.get("split.count")
+    if split is not None and int(split.parts[split.data[0]][0]) > 1:
+        return DEFAULT  # a split file: this part does not hold every tensor
     if any("_exps" in t.name for t in reader.tensors):
         return DEFAULT
     table = _table()
