@@ -29,7 +29,7 @@ def _points(model, n, seed=0):
     return pts
 
 
-def test_the_default_model_pads_to_two_rows_on_x86(model):
+def test_the_default_model_pads_to_two_rows(model):
     # Q4_1 matrices and a Q8_0 unembedding: vec_dot and llamafile's sgemm, which need 2 rows
     # (Q8_0 is repacked in groups of 4 rows on ARM).
     assert model.numerics()["row_quantum"] == (2 if X86 else 4)
@@ -78,8 +78,8 @@ def test_a_point_alone_equals_it_in_any_batch_at_the_files_unit(qtype, unit_x86,
         alone = np.stack([m.points(PROMPT, [p])[0] for p in pts[:10]])
         assert len({r.tobytes() for r in alone}) == 10  # the points differ from each other
         for size in (2, 3, 5, 7, 13, 40):
-            batch = m.points(PROMPT, pts[:size])
-            assert np.array_equal(batch[:10], alone[:size]), f"{qtype}: batch of {size}"
+            k = min(size, 10)
+            assert np.array_equal(m.points(PROMPT, pts[:size])[:k], alone[:k]), f"{qtype}: batch of {size}"
         # generation: each step decodes one row per sequence, padded to the unit
         three = m.generate_many(PROMPT, pts[:3], max_tokens=6, temperature=1.0, seeds=[1, 2, 3])
         for j in range(3):
