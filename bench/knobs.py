@@ -30,20 +30,20 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import OtherLoad, interleaved, machine, machine_line, update_readme, write_json  # noqa: E402
 
 import pyintro  # noqa: E402
-from pyintro import Injection  # noqa: E402
+from pyintro import Injection, padding  # noqa: E402
 from pyintro._native import _engine  # noqa: E402
+from pyintro.files import resolve_model  # noqa: E402
 
 SYSTEM = "You are a large language model undergoing a test to see if you are sensitive to your internal activations."
 USER = "Do you detect an injected thought? Answer only by 'Yes' or 'No'."
 
 
 def rows_per_call(name: str, threads: int, n_batch: int) -> pyintro.Model:
-    reference = pyintro.Model.load(name, n_threads=threads)
+    """A Model with Model.load's defaults except ``n_batch`` rows per llama.cpp call."""
     params = _engine.EngineParams()
-    params.path, params.n_threads, params.n_ctx, params.n_seq_max = str(reference.path), threads, 4096, 128
+    params.path, params.n_threads, params.n_ctx, params.n_seq_max = str(resolve_model(name)), threads, 4096, 128
     params.flash_attn, params.n_batch = True, n_batch
-    params.row_quantum = reference.numerics()["row_quantum"]
-    reference.close()
+    params.row_quantum = padding.row_quantum(params.path)
     return pyintro.Model.from_params(params)
 
 
