@@ -27,6 +27,30 @@ def test_atomic_path_leaves_the_old_file_when_writing_fails(tmp_path):
     assert path.read_text() == "new\n"
 
 
+def _write_many(args):
+    import time
+
+    path, i, start = args
+    while time.time() < start:  # the writers start together, once every process is up
+        time.sleep(0.001)
+    while time.time() < start + 1:
+        write_text(path, f"writer {i}\n" * 100)
+
+
+def test_processes_writing_one_file_at_once_each_rename_a_whole_file(tmp_path):
+    # Slurm array tasks that start together all fill the same concept cache: with one shared
+    # temporary name, about 20% of such writes failed here (a writer's temporary file renamed
+    # away by another's).
+    import multiprocessing
+    import time
+
+    path, start = tmp_path / "index.json", time.time() + 5
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        pool.map(_write_many, [(path, i, start) for i in range(4)])
+    text = path.read_text()
+    assert text in {f"writer {i}\n" * 100 for i in range(4)} and not list(tmp_path.glob("*.tmp"))
+
+
 def test_table_appends_resumes_and_refuses_another_run(tmp_path):
     out = tmp_path / "t.csv"
     meta = {"model_sha256": "abc", "numerics": {"n_batch": 56}}

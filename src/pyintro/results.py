@@ -13,6 +13,7 @@ import importlib.metadata
 import io
 import json
 import os
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence
@@ -27,9 +28,11 @@ from pyintro.progress import Closing, Interrupted, Progress, SigintAtChunkEnd
 def atomic_path(path) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to (by any means: Python, gguf, llama.cpp).
     When the block ends, the file there is fsynced and renamed over ``path``; if the block
-    fails, it is removed. Either way ``path`` is never half-written."""
+    fails, it is removed. Either way ``path`` is never half-written. The temporary name is
+    this writer's own, so processes writing the same file at once (Slurm array tasks filling
+    one concept cache) each rename a whole file: the last one wins."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
         yield tmp
         with open(tmp, "rb+") as f:
