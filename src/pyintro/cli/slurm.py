@@ -104,7 +104,7 @@ def _plan(name: str, options: tuple) -> dict:
     if proc.returncode != 0:
         errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error:")]
         why = errors[-1][len("Error:"):].strip() if errors else f"exit status {proc.returncode}"
-        raise BadInput(f"pyintro {name} --plan refused these options: {why}")
+        raise BadInput(f"pyintro {name} --plan (run to check --shards) failed: {why}")
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     for text in (proc.stdout, lines[-1] if lines else ""):
         try:
