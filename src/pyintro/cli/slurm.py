@@ -181,9 +181,11 @@ def slurm(ctx, experiment, options, shards, time_limit, partition, sbatch_args, 
     try:
         sbatch = sl.find_sbatch() if submit else None
         check_out_dir(out_dir, create=False)
-        job = sl.ArrayJob(experiment, tuple(options), shards, out_dir, Path.cwd(), time_limit, partition,
-                          tuple(sbatch_args), gpus, cpus_per_task, merge, Path(sys.executable).parent
-                          if (Path(sys.executable).parent / "pyintro").exists() else None)
+        here = Path(sys.executable).parent  # this pyintro's folder, put first on the jobs' PATH
+        job = sl.ArrayJob(experiment, options=tuple(options), shards=shards, out=out_dir, workdir=Path.cwd(),
+                          time=time_limit, partition=partition, sbatch_args=tuple(sbatch_args), gpus=gpus,
+                          cpus_per_task=cpus_per_task, merge=merge,
+                          bin_dir=here if (here / "pyintro").exists() else None)
     except (ValueError, OSError) as e:
         raise BadInput(" ".join(str(e).split())) from None
     if _has_plan(cmd):
