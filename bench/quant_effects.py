@@ -1,6 +1,6 @@
 """Quantization effects: a ladder of quantized files, their sweep speed, and how b drifts.
 
-    python bench/quant_effects.py [--threads 2] [--repeats 3] [--quick] [--workdir DIR] [--readme README.md]
+    python bench/quant_effects.py [--threads 2] [--repeats 3] [--quick] [--workdir DIR] [--readme docs/performance.md]
 
 The default model (SmolLM2-135M-Instruct Q4_1) goes to F16 and from there to Q8_0, Q6_K,
 Q5_K_M, Q4_K_M, Q3_K_M and Q2_K with ``pyintro.quantize.ladder`` (llama.cpp's quantizer);
@@ -34,12 +34,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, OtherLoad, interleaved, machine, machine_line, update_readme, write_json  # noqa: E402
+from _common import RESULTS, OtherLoad, interleaved, machine, machine_line, report  # noqa: E402
 from hf_reference import pearson  # noqa: E402
 
 import pyintro  # noqa: E402
 from pyintro.quantize import ladder  # noqa: E402
-from pyintro.experiments.post import analyze, sweep  # noqa: E402
+from pyintro.experiments.sweep import analyze, sweep  # noqa: E402
 from pyintro.experiments.questions import INTROSPECTION  # noqa: E402
 
 TYPES = ["f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q3_k_m", "q2_k"]
@@ -90,11 +90,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="3 layers x 4 strengths, 1 repeat (for debugging)")
     ap.add_argument("--workdir", type=Path, default=RESULTS / "quant", help="where the quantized files are cached")
-    ap.add_argument("--readme", type=Path, help="update this README's bench:quant_effects section")
+    ap.add_argument("--readme", type=Path, help="update this file's bench:quant_effects section")
     args = ap.parse_args()
     if args.quick:
         if args.readme:
-            raise SystemExit("--quick results do not go into the README")
+            raise SystemExit("--quick results do not go into the docs")
         args.repeats = 1
     other = OtherLoad()
     t_start = time.time()
@@ -164,7 +164,6 @@ def main() -> None:
         "files": per_file,
     }
     name = "quant_effects_quick" if args.quick else "quant_effects"
-    path = write_json(name, result)
     png = plot(per_file, RESULTS / f"{name}.png")
 
     def types_cell(f):
@@ -200,46 +199,7 @@ def main() -> None:
         "",
         f"![mean |Δb| and file size per quantization type](bench/results/{png.name})",
         "",
-        "Reproduce: `python bench/quant_effects.py --readme README.md`",
+        "Reproduce: `python bench/quant_effects.py --readme docs/performance.md`",
     ]
     table = "\n".join(lines)
-    print(table)
-    print(f"\nwrote {path} and {png}")
-    if args.readme:
-        update_readme(args.readme, "quant_effects", table)
-
-
-def plot(per_file: list[dict], out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = sorted(per_file, key=lambda f: -f["size_mb"])
-    x = np.arange(len(rows))
-    labels = [f"{f['label'].replace(' (default)', '*')}\n({f['tensor_types']['dominant']})" for f in rows]
-    fig, ax = plt.subplots(figsize=(9, 5), dpi=110)
-    mean_db = [f["drift_vs_f16"]["mean_abs_db"] for f in rows]
-    max_db = [f["drift_vs_f16"]["max_abs_db"] for f in rows]
-    ax.bar(x, mean_db, color="tab:blue", width=0.6, label="mean |Δb| vs F16")
-    ax.plot(x, max_db, "v", color="tab:blue", markersize=7, label="max |Δb| vs F16")
-    ax.set_yscale("symlog", linthresh=0.01)
-    ax.set_ylabel("|Δb| over the sweep grid (logits)")
-    ax.set_xticks(x, labels, fontsize=8)
-    ax.set_xlabel("file (dominant tensor type by weights); * = the default model")
-    ax2 = ax.twinx()
-    ax2.plot(x, [f["size_mb"] for f in rows], "o-", color="tab:orange", label="file size")
-    ax2.set_ylabel("file size (MB)", color="tab:orange")
-    ax2.set_ylim(0, max(f["size_mb"] for f in rows) * 1.1)
-    h1, l1 = ax.get_legend_handles_labels()
-    h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=8, frameon=False)
-    ax.set_title("SmolLM2-135M-Instruct: drift of b = logit(Yes) − logit(No) against F16, and file size", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
-
-
-if __name__ == "__main__":
-    main()
+    report(name, result, table, args.readme, "quant_effects", extra=[png])

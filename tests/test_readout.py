@@ -5,7 +5,8 @@ import pytest
 
 from pyintro import Injection
 from pyintro.experiments.questions import CONTROL_NO, INTROSPECTION, Question, prompt_ids
-from pyintro.readout import DEFAULT_NO, DEFAULT_YES, Belief, answer_ids, belief, scores, yes_no_ids
+from pyintro.readout import POOLED_NO as DEFAULT_NO, POOLED_YES as DEFAULT_YES, Belief, belief, yes_no, yes_no_ids
+from pyintro.readout import single_token_ids as answer_ids
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,7 @@ def test_scores_gathered_mode_normalises_over_the_answer_tokens(m, ids):
     full, stats = m.points(ids, inj, stats=True)  # [2, n_vocab], [2, 3]
     part, part_stats = m.points(ids, inj, vocab_ids=yes + no, stats=True)  # [2, n_yes + n_no], [2, 3]
     cols = range(len(yes)), range(len(yes), len(yes) + len(no))
-    s_full, s_part, s_norm = scores(full, yes, no, stats), scores(part, *cols, part_stats), scores(part, *cols)
+    s_full, s_part, s_norm = yes_no(full, yes, no, stats), yes_no(part, *cols, part_stats), yes_no(part, *cols)
     # The engine's row statistics are the full rows' (the same decodes: exact), so gathering
     # changes nothing; the log-sum-exp is summed in double, as here in numpy (float64 rounding).
     assert np.array_equal(stats, part_stats)
@@ -92,7 +93,7 @@ def test_scores_gathered_mode_normalises_over_the_answer_tokens(m, ids):
     assert s_norm["p_yes"] + s_norm["p_no"] == pytest.approx(np.ones(2))  # normalised over the answer tokens
     assert s_norm["top"] is None
     with pytest.raises(ValueError, match="2-D"):
-        scores(full[0], yes, no)
+        yes_no(full[0], yes, no)
 
 
 def test_questions_use_the_chat_template(m):

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from pyintro.progress import Interrupted, Progress
-from pyintro.results import Table, atomic_path, check_sidecar, read_rows, run_chunks, sidecar, write_text
+from pyintro.disk import atomic_path, write_text
+from pyintro.results import Table, check_sidecar, read_rows, run_chunks, sidecar
 
 COLUMNS = ["k", "v"]
 

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from pyintro.extract import mean_difference
-from pyintro.results import provenance, write_json
+from pyintro.disk import write_json
+from pyintro.results import provenance
 from pyintro.stimuli import BASELINE_WORDS, CATEGORY_WORDS, CONCEPT_WORDS, CONTROL_WORDS
 from pyintro.vectors import ConceptVector
 

@@ -18,6 +18,8 @@ import numpy as np
 
 from pyintro.readout import logsumexp
 
+__all__ = ["Judge", "fill"]
+
 YES = ("YES", "Yes", "yes", " YES", " Yes", " yes")
 NO = ("NO", "No", "no", " NO", " No", " no")
 

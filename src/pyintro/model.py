@@ -19,7 +19,7 @@ from pyintro.decode import Decoder, Spec, drain_log, first_injected
 from pyintro.files import check_gguf_file, file_type_name, resolve_model
 from pyintro.generate import generate, sampler
 from pyintro import head, padding
-from pyintro.injection import Injection, layer_list
+from pyintro.injection import Injection, Layers
 
 
 def _is_ids(x) -> bool:
@@ -392,7 +392,7 @@ class Model:
         float32 ``[n_layers, n_tokens, n_embd]``. With ``inject``, captures see the injected
         values at and after the injected layer."""
         ids = self._check_ids(ids)
-        return self._decoder.capture(ids, layer_list(layers, self.n_layer), self._resolve(list(inject), len(ids)))
+        return self._decoder.capture(ids, list(Layers.of(layers, self.n_layer)), self._resolve(list(inject), len(ids)))
 
     def capture_many(
         self,
@@ -416,7 +416,7 @@ class Model:
         """The residual stream at chosen tokens of each prompt (``rows[i]``: indices into
         prompt i, negative from the end), the prompts batched together: one float32
         ``[n_layers, len(rows[i]), n_embd]`` per prompt, bit-identical to ``capture`` alone."""
-        il = layer_list(layers, self.n_layer)
+        il = list(Layers.of(layers, self.n_layer))
         prompts = [self._check_ids(p) for p in prompts]
         if len(rows) != len(prompts):
             raise ValueError(f"{len(rows)} row lists for {len(prompts)} prompts: give one per prompt")

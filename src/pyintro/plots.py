@@ -6,8 +6,9 @@ rows (a list of dicts) or a pandas DataFrame.
 
 Style: the introspection question is one strong colour; control questions, which the
 follow-up post showed move the same way, are one grey band (their min to max) with their mean
-as a grey line. A line plot slices the layer x strength grid at one layer or one strength;
-by default at ``telling_slice``: the point most favourable to the introspection reading.
+as a grey line. A line plot slices the layer x strength grid at one layer or one strength,
+which the caller chooses (``experiments.sweep.favourable_point`` picks the point most favourable
+to the introspection reading). This module draws what it is given and imports no experiment.
 """
 
 from __future__ import annotations
@@ -20,16 +21,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
-from pyintro.experiments.post import telling_slice
-
-__all__ = ["b_vs_layer", "b_vs_strength", "by_depth", "curves", "drift", "drift_metric", "heatmaps", "per_concept",
-           "telling_slice"]
+__all__ = ["b_vs_layer", "b_vs_strength", "by_depth", "curves", "drift", "drift_metric", "heatmaps", "per_concept"]
 
 _SUFFIXES = (".png", ".svg")
 STRONG = "#c0392b"  # the introspection question
 GREY = "#7f8c8d"  # controls
 B_LABEL = "b = logit(Yes) − logit(No)"
-RULE = "\n(the grid point where introspection b exceeds the controls' mean b most)"
 
 
 def _records(rows) -> list[dict]:
@@ -143,34 +140,31 @@ def _slice(recs, path, x_name: str, fixed_name: str, fixed, xlabel: str, title: 
     return _save(fig, path)
 
 
-def b_vs_strength(rows, path, layer: int | None = None, introspection: str = "introspection"):
-    """b against strength at one layer (default: ``telling_slice``'s layer)."""
-    return _sliced(rows, path, "strength", "layer", layer, introspection)
+def b_vs_strength(rows, path, layer: int, why: str = "", introspection: str = "introspection"):
+    """b against strength at ``layer``; ``why`` (the reason for that layer) goes under the title."""
+    return _sliced(rows, path, "strength", "layer", layer, why, introspection)
 
 
-def b_vs_layer(rows, path, strength: float | None = None, introspection: str = "introspection"):
-    """b against layer at one strength (default: ``telling_slice``'s strength)."""
-    return _sliced(rows, path, "layer", "strength", strength, introspection)
+def b_vs_layer(rows, path, strength: float, why: str = "", introspection: str = "introspection"):
+    """b against layer at ``strength``; ``why`` (the reason for that strength) goes under the title."""
+    return _sliced(rows, path, "layer", "strength", strength, why, introspection)
 
 
-def _sliced(rows, path, x_name: str, fixed_name: str, fixed, introspection: str):
+def _sliced(rows, path, x_name: str, fixed_name: str, fixed, why: str, introspection: str):
     _check_path(path)
-    recs = _records(rows)
-    why = ""
-    if fixed is None:  # the slice figures are cut at, and the title says why
-        layer, strength = telling_slice(recs, introspection)
-        fixed, why = (layer if fixed_name == "layer" else strength), RULE
-    title = f"b against {x_name} at {fixed_name} {fixed:g}{why}"
-    return _slice(recs, path, x_name, fixed_name, fixed, x_name, title, introspection)
+    title = f"b against {x_name} at {fixed_name} {fixed:g}" + (f"\n{why.strip()}" if why else "")
+    return _slice(_records(rows), path, x_name, fixed_name, fixed, x_name, title, introspection)
 
 
 def drift(result: dict, path):
     """A quantization comparison (``experiments.compare.compare``): each model's b against the
     reference file's b at the same point, one colour per model, on the diagonal."""
-    from pyintro.experiments.post import key
-
     _check_path(path)
     rows = result["rows"]
+
+    def key(r):
+        return (r["question_kind"], r["question"], int(r["layer"]), float(r["strength"]))
+
     ref_name = Path(result["reference"]).name
     ref_b = {key(r): r["b"] for r in rows if r["model"] == ref_name}
     fig = _figure(6.0, 6.0)

@@ -25,6 +25,8 @@ from typing import Optional, Sequence
 
 from pyintro._native import _engine
 
+__all__ = ["Messages", "PromptFormat", "builtin_names", "render", "resolve"]
+
 RAW_USER = "Human: "
 RAW_ASSISTANT = "Assistant:"
 RAW_SEP = "\n\n"

@@ -13,42 +13,14 @@ import importlib.metadata
 import io
 import json
 import os
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
+from pyintro.disk import write_json, write_text
 from pyintro.progress import Closing, Interrupted, Progress, SigintAtChunkEnd
 
-
-# -- atomic writes ---------------------------------------------------------------------------
-
-
-@contextmanager
-def atomic_path(path) -> Iterator[Path]:
-    """A temporary path beside ``path`` to write to (by any means: Python, gguf, llama.cpp).
-    When the block ends, the file there is fsynced and renamed over ``path``; if the block
-    fails, it is removed. Either way ``path`` is never half-written."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_text(path, text: str) -> Path:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-    return Path(path)
-
-
-def write_json(path, data) -> Path:
-    return write_text(path, json.dumps(data, indent=1) + "\n")
+__all__ = ["CsvAppender", "Table", "check_sidecar", "merge_rows", "provenance", "read_rows", "render_csv",
+           "resume_rows", "run_chunks", "sidecar", "version", "write_rows"]
 
 
 # -- CSV rows ---------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ def test_scores_match_their_definitions(m, lib, rows):
     # b and the phrase contrast of one row, recomputed from Model.score on its own.
     P = detection.Prompts(m, n_bias=2)
     r = next(r for r in rows if r["condition"] == "concept" and r["strength"] == 4.0)
-    inj = [[pyintro.Injection(lib[r["concept"]], r["layer"], 4.0, positions=P.k)]]
+    inj = [[pyintro.Injection(lib[r["concept"]], r["layer"], 4.0, positions=pyintro.Positions.start(P.k))]]
     lp = m.score(P.ids, inj, P.yes_no + P.phrases)[0]
     yes, no = lp[:P.n_yes, 0], lp[P.n_yes:P.n_yes + P.n_no, 0]
     b = np.logaddexp.reduce(yes) - np.logaddexp.reduce(no)
@@ -78,7 +78,7 @@ def test_resume_gives_the_same_csv(m, lib, rows, tmp_path):
     partial = out.read_text()
     resumed = detection.detect(m, lib, concepts=WORDS[:2], out=out, resume=True, progress=False, **GRID)
     assert out.read_text().startswith(partial)
-    assert [detection.key(r) for r in resumed] == [detection.key(r) for r in rows]
+    assert [detection.SCHEMA.key(r) for r in resumed] == [detection.SCHEMA.key(r) for r in rows]
     detection.detect(m, lib, concepts=WORDS[:2], out=tmp_path / "again.csv", progress=False, **GRID)
     assert out.read_text() == (tmp_path / "again.csv").read_text()  # the same CSV, byte for byte
 
@@ -87,8 +87,8 @@ def test_trials_are_the_same_alone_or_batched_and_judged_the_same(m, lib):
     args = dict(layers=[12], strengths=[4.0], n_control=1, max_tokens=12)
     both = trials.trials(m, lib, WORDS[:2], n_trials=2, progress=False, **args)
     alone = trials.trials(m, lib, WORDS[1:2], n_trials=2, progress=False, **args)
-    texts = {trials.key(r): r["text"] for r in both}
-    assert all(texts[trials.key(r)] == r["text"] for r in alone)
+    texts = {trials.SCHEMA.key(r): r["text"] for r in both}
+    assert all(texts[trials.SCHEMA.key(r)] == r["text"] for r in alone)
     judge = Judge(m)
     prompts = [f"Is this answer about the sea? {r['text']}" for r in both]
     batched = judge.verdicts(prompts)

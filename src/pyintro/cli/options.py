@@ -11,6 +11,9 @@ from typing import Optional
 
 import click
 
+__all__ = ["check_out_dir", "check_out_file", "finite", "gpu_layers_option", "load_model", "model_options",
+           "parse_spec", "progress", "prompt_options", "threads_option"]
+
 
 def _keep(ctx: click.Context, param: click.Parameter, value):
     """Model options are not arguments of the command: they wait in ctx.meta for load_model()."""
@@ -71,18 +74,6 @@ def load_model(path=None, threads: Optional[int] = None, own_format: bool = Fals
                       n_threads=threads or opts.get("threads"), **fmt)
 
 
-def load_vector(path: Path, model):
-    """A control-vector file that fits ``model`` (else a one-line error saying so)."""
-    from pyintro.vectors import ConceptVector, directions
-
-    v = ConceptVector.load(path)
-    try:
-        directions(v, model.n_layer, model.n_embd)
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
-    return v
-
-
 def check_out_file(path: Path) -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
@@ -140,36 +131,10 @@ def parse_spec(text: str, kind=float) -> list:
     return values
 
 
-def spec_option(name: str, kind, default: Optional[str], help: str):
-    def convert(ctx, param, value):
-        return None if value is None else parse_spec(value, kind)
-
-    return click.option(name, default=default, callback=convert, help=help, show_default=default is not None)
-
-
 def finite(ctx, param, value):
     if value is not None and not math.isfinite(value):
         raise click.BadParameter("must be a finite number")
     return value
-
-
-def positions(value: str):
-    if value in ("last", "all"):
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        raise click.BadParameter("use last, all or an integer token index") from None
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    try:
-        k, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not K/N", param_hint="--shard") from None
-    if not 1 <= k <= n:
-        raise click.BadParameter(f"{text!r}: K must be between 1 and N", param_hint="--shard")
-    return k, n
 
 
 def progress() -> Optional[bool]:

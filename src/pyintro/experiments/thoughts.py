@@ -26,38 +26,32 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
+from pyintro import concepts as library
 from pyintro import plots
-from pyintro.experiments.common import answer_ids, depth, distractors, prompt, shard_of
-from pyintro.experiments.pairs import check_strengths, span_of
-from pyintro.injection import Injection, layer_list
-from pyintro.results import Table, convert, provenance, read_rows, run_chunks, write_json, write_rows
-from pyintro.stimuli import CITATION, CONCEPT_WORDS, PROMPTS, messages
+from pyintro.experiments import pairs
+from pyintro.experiments.dialogue import answer_tokens, prompt, span_of
+from pyintro.experiments.protocol import Analysis, Experiment, Schema, Stage, Work
+from pyintro.experiments.stats import depth, distractors, shard_of
+from pyintro.injection import Injection, Layers, Positions, Strengths
+from pyintro.readout import rank
+from pyintro.stimuli import CONCEPT_WORDS, PROMPTS, messages
+
+__all__ = ["EXPERIMENT", "PairPrompts", "cells", "summary", "thoughts"]
 
 STRENGTHS = (1.0, 2.0, 4.0, 8.0, 16.0)
 N_CHOICES = 10
 EXTRA_TOKENS = 4  # the greedy reply may run this many tokens past the sentence's own count
-COLUMNS = ["condition", "pair", "sentence", "word", "layer", "depth", "strength", "think_top1", "think_rank",
-           "think_norm_top1", "think_norm_rank", "think_lp", "repeat_lp", "repeat_lp_token", "repeat_exact",
-           "repeat_match", "joint", "reply", "added_norm", "model", "quant_type"]
-INTS = ("pair", "layer", "think_top1", "think_rank", "think_norm_top1", "think_norm_rank", "repeat_exact",
-        "repeat_match", "joint")
-FLOATS = ("depth", "strength", "think_lp", "repeat_lp", "repeat_lp_token", "added_norm")
+SCHEMA = Schema("condition pair:int sentence word layer:int depth:float strength:float think_top1:int think_rank:int "
+                "think_norm_top1:int think_norm_rank:int think_lp:float repeat_lp:float repeat_lp_token:float "
+                "repeat_exact:int repeat_match:int joint:int reply added_norm:float model quant_type",
+                key=("condition", "pair", "layer", "strength"), need="think_top1")
 SAME_ON_RESUME = ("pyintro", "llama_cpp_python", "model_sha256", "numerics", "prompt_format", "seed", "pairs",
                   "pool", "vector_sha256")
-
-
-def key(row: dict) -> tuple:
-    return (row["condition"], int(row["pair"]), int(row["layer"]), float(row["strength"]))
-
-
-def parse_row(row: dict) -> dict:
-    return convert(row, INTS, FLOATS)
 
 
 def normalise(text: str) -> str:
@@ -74,8 +68,8 @@ class PairPrompts:
         self.think_ids, self.think_span = _sentence_prompt(model, PROMPTS["exp2"]["think_prompt"], sentence)
         self.repeat_ids, self.repeat_span = _sentence_prompt(model, PROMPTS["exp2"]["repeat_prompt"], sentence)
         self.choices = [word] + distractors(word, pool, N_CHOICES - 1, seed)
-        self.candidates = [answer_ids(model, w) for w in self.choices]
-        self.answer = answer_ids(model, sentence)
+        self.candidates = [answer_tokens(model, w) for w in self.choices]
+        self.answer = answer_tokens(model, sentence)
         self.max_tokens = len(self.answer) + EXTRA_TOKENS
 
     def describe(self, model) -> dict:
@@ -92,7 +86,7 @@ def _sentence_prompt(model, entry, sentence: str) -> tuple[list[int], list[int]]
 
 
 def _points(vec, points, span) -> list[list[Injection]]:
-    return [[Injection(vec, L, s, positions=span)] if s != 0 and L >= 0 else [] for L, s in points]
+    return [[Injection(vec, L, s, Positions.tokens(span))] if s != 0 and L >= 0 else [] for L, s in points]
 
 
 def _own_turn(model, reply: str) -> str:
@@ -103,36 +97,74 @@ def _own_turn(model, reply: str) -> str:
     return reply
 
 
-def _pair_rows(model, P: PairPrompts, vec, points) -> list[dict]:
+def _pair_rows(model, pair: PairPrompts, vec, points) -> list[dict]:
     """Rows of one pair at ``points`` [(layer, strength)]; layer -1 is the uninjected row."""
-    think = model.score(P.think_ids, _points(vec, points, P.think_span), P.candidates)  # [n_pts, 10, len]
+    think = model.score(pair.think_ids, _points(vec, points, pair.think_span), pair.candidates)  # [n_pts, 10, len]
     summed = np.nansum(think, axis=2)  # [n_pts, 10]
     norm = summed / np.sum(np.isfinite(think), axis=2)
-    inj = _points(vec, points, P.repeat_span)
-    rep = np.nansum(model.score(P.repeat_ids, inj, [P.answer])[:, 0], axis=1)  # [n_pts]
+    inj = _points(vec, points, pair.repeat_span)
+    rep = np.nansum(model.score(pair.repeat_ids, inj, [pair.answer])[:, 0], axis=1)  # [n_pts]
     replies = []
     for start in range(0, len(points), model.n_seq_max):
         part = inj[start:start + model.n_seq_max]
-        outs = model.generate_many(P.repeat_ids, part, P.max_tokens, 0.0, [0] * len(part))
+        outs = model.generate_many(pair.repeat_ids, part, pair.max_tokens, 0.0, [0] * len(part))
         replies += [_own_turn(model, model.detokenize([t for t in toks if not model.is_eog(t)], special=False))
                     for toks in outs]
     norms = np.linalg.norm(np.asarray(getattr(vec, "directions", vec), np.float64), axis=1)
-    target = normalise(P.sentence)
+    target = normalise(pair.sentence)
     rows = []
     for j, (L, s) in enumerate(points):
-        rank = 1 + int(np.sum(summed[j] > summed[j, 0]))
-        rank_n = 1 + int(np.sum(norm[j] > norm[j, 0]))
+        r, r_norm = rank(summed[j], 0), rank(norm[j], 0)
         said = normalise(replies[j])
         match = int(target in said)
-        rows.append({"condition": "none" if L < 0 else "injected", "pair": P.index, "sentence": P.sentence,
-                     "word": P.word, "layer": L, "depth": depth(L, model.n_layer) if L >= 0 else float("nan"),
-                     "strength": s, "think_top1": int(rank == 1), "think_rank": rank,
-                     "think_norm_top1": int(rank_n == 1), "think_norm_rank": rank_n, "think_lp": float(summed[j, 0]),
-                     "repeat_lp": float(rep[j]), "repeat_lp_token": float(rep[j] / len(P.answer)),
-                     "repeat_exact": int(said == target), "repeat_match": match, "joint": int(rank == 1 and match),
+        rows.append({"condition": "none" if L < 0 else "injected", "pair": pair.index, "sentence": pair.sentence,
+                     "word": pair.word, "layer": L, "depth": depth(L, model.n_layer), "strength": s,
+                     "think_top1": int(r == 1), "think_rank": r, "think_norm_top1": int(r_norm == 1),
+                     "think_norm_rank": r_norm, "think_lp": float(summed[j, 0]),
+                     "repeat_lp": float(rep[j]), "repeat_lp_token": float(rep[j] / len(pair.answer)),
+                     "repeat_exact": int(said == target), "repeat_match": match, "joint": int(r == 1 and match),
                      "reply": replies[j], "added_norm": float(abs(s) * norms[L]) if L >= 0 else 0.0,
                      "model": Path(model.path).name, "quant_type": model.quant_type})
     return rows
+
+
+def design(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], layers=None,
+           strengths: Sequence[float] = STRENGTHS, pool: Sequence[str] = CONCEPT_WORDS, seed: int = 0,
+           shard=None) -> Work:
+    """Experiment 2's work: per pair (a shard takes every N-th), its uninjected point and its
+    grid, in chunks of n_seq_max points."""
+    layers = Layers.of(layers, model.n_layer)
+    strengths = Strengths.of(strengths, 0.0, 1e4, " (the paper's are 1, 2, 4, 8 and 16)")
+    pool = list(pool)
+    if len(set(pool)) < N_CHOICES:
+        raise ValueError(f"the 10-way choice needs at least {N_CHOICES} distinct words in the pool, "
+                         f"got {len(set(pool))}")
+    for _, _, w in pair_list:
+        if w not in vectors:
+            raise ValueError(f"no vector for {w!r}: build the library with `pyintro concepts --words ...` first")
+        if w not in pool:
+            raise ValueError(f"the word {w!r} is not in the word pool the distractors come from")
+    mine = shard_of(list(pair_list), shard)
+    prompts = {i: PairPrompts(model, i, s, w, pool, seed) for i, s, w in mine}
+    grid = [(L, s) for L in layers for s in strengths]
+    meta = dict(seed=int(seed), pairs=[list(p) for p in pair_list], pool=pool,
+                prompt_example=PairPrompts(model, *pair_list[0], pool, seed).describe(model) if pair_list else None,
+                vector_sha256={w: hashlib.sha256(vectors[w].directions.tobytes()).hexdigest() for _, _, w in pair_list},
+                grid={"layers": list(layers), "strengths": list(strengths)})
+    step = model.n_seq_max
+    chunks = []
+    for i, _, w in mine:
+        points = [(-1, 0.0)] + grid
+        chunks += [(i, w, points[k:k + step]) for k in range(0, len(points), step)]
+
+    def score(chunk, done):
+        i, w, points = chunk
+        return _pair_rows(model, prompts[i], vectors[w], points)
+
+    def keys(chunk):
+        return [("none" if L < 0 else "injected", chunk[0], L, s) for L, s in chunk[2]]
+
+    return Work(meta, [Stage(lambda done: chunks, score, keys, "thoughts")])
 
 
 def thoughts(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], layers=None,
@@ -148,40 +180,8 @@ def thoughts(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], la
     out/resume/shard: rows are appended to ``out`` as each chunk finishes; resume=True computes
                only what is missing; shard=(k, n) takes every n-th pair.
     """
-    layers = layer_list(layers, model.n_layer)
-    strengths = check_strengths(strengths)
-    pool = list(pool)
-    if len(set(pool)) < N_CHOICES:
-        raise ValueError(f"the 10-way choice needs at least {N_CHOICES} distinct words in the pool, "
-                         f"got {len(set(pool))}")
-    for _, _, w in pair_list:
-        if w not in vectors:
-            raise ValueError(f"no vector for {w!r}: build the library with `pyintro concepts --words ...` first")
-        if w not in pool:
-            raise ValueError(f"the word {w!r} is not in the word pool the distractors come from")
-    mine = shard_of(list(pair_list), shard)
-    prompts = {i: PairPrompts(model, i, s, w, pool, seed) for i, s, w in mine}
-    grid = [(L, s) for L in layers for s in strengths]
-    meta = dict(provenance(model), seed=int(seed), pairs=[list(p) for p in pair_list], pool=pool,
-                prompt_example=PairPrompts(model, *pair_list[0], pool, seed).describe(model) if pair_list else None,
-                vector_sha256={w: hashlib.sha256(vectors[w].directions.tobytes()).hexdigest() for _, _, w in pair_list},
-                grid={"layers": layers, "strengths": strengths}, columns=COLUMNS)
-    step = model.n_seq_max
-    chunks = []
-    for i, _, w in mine:
-        points = [(-1, 0.0)] + grid
-        chunks += [(i, w, points[k:k + step]) for k in range(0, len(points), step)]
-
-    def compute(chunk):
-        i, w, points = chunk
-        return _pair_rows(model, prompts[i], vectors[w], points)
-
-    def keys(chunk):
-        return [("none" if L < 0 else "injected", chunk[0], L, s) for L, s in chunk[2]]
-
-    with Table(out, COLUMNS, key, parse_row, meta, SAME_ON_RESUME, resume) as table:
-        run_chunks(table, chunks, compute, keys, progress, desc="thoughts", unit="point")
-    return list(table.done.values())
+    return EXPERIMENT.execute(model, design(model, vectors, pair_list, layers, strengths, pool, seed, shard), out,
+                              resume, progress, shard)
 
 
 # -- summaries ----------------------------------------------------------------------------------
@@ -240,59 +240,43 @@ def report(head: dict) -> list[str]:
     return lines
 
 
-# -- end to end ---------------------------------------------------------------------------------
-
-QUICK = {"pairs": 4, "layers": 4, "strengths": (4.0, 16.0)}
-TITLE = "Lindsey (2025), experiment 2: distinguishing injected thoughts from text"
-
-
-def run(model, out_dir, words: Optional[Sequence[str]] = None, sentences: Optional[Sequence[str]] = None,
-        library=None, layers=None, strengths: Optional[Sequence[float]] = None, n_pairs: Optional[int] = None,
-        quick: bool = False, seed: int = 0, shard=None, resume: bool = False, progress=None) -> dict:
-    """Experiment 2 into ``out_dir`` (which must exist): results.csv (one row per pair and
-    point), cells.csv, thoughts.png and summary.json. ``words``: the word pool (default the 50
-    concept words); ``sentences``: default the paper's 50. ``quick``: 4 pairs, 4 layers,
-    strengths 4 and 16 (unless given). Returns the summary."""
-    from pyintro import concepts
-    from pyintro.experiments.pairs import grid, pairs
-
-    start = time.perf_counter()
-    pool, sentences, n_pairs, layers, strengths = grid(model, words, sentences, n_pairs, layers, strengths, quick,
-                                                       QUICK, STRENGTHS)
-    if len(pool) < N_CHOICES:
-        raise ValueError(f"the 10-way choice needs at least {N_CHOICES} words in --words, got {len(pool)}")
-    pair_list = pairs(sentences, pool, seed, n_pairs)
-    layer_list(layers, model.n_layer), check_strengths(strengths)  # refuse bad input before extracting
-    vectors = concepts.library(model, list(dict.fromkeys(w for _, _, w in pair_list)), out=library,
-                               progress=progress)
-    rows = thoughts(model, vectors, pair_list, layers, strengths, pool=pool, seed=seed,
-                    out=Path(out_dir) / "results.csv", resume=resume, shard=shard, progress=progress)
-    return finish(rows, out_dir, Path(model.path).name, provenance(model), start)
-
-
-def finish(rows, out_dir, model_name: str, prov: dict, start: Optional[float] = None) -> dict:
-    """cells.csv, thoughts.png and summary.json from the rows (of a run, or merged shards)."""
-    out_dir = Path(out_dir)
+def analyse(rows: list, context: dict) -> Analysis:
     cs = cells(rows)
-    write_rows(out_dir / "cells.csv", cs, CELL_COLUMNS)
     head = summary(rows)
     base = head["uninjected"] or {}
-    plots.by_depth([c for c in cs if c["condition"] != "none"], out_dir / "thoughts.png",
-                   [("think", "thought: 10-way top-1 (injected word)", 0.1),
-                    ("think_rank", "thought: the injected word's mean rank of 10", 5.5),
-                    ("repeat", "text: sentence repeated (greedy)", None),
-                    ("joint", "both at once", None)],
-                   title=f"{model_name}: experiment 2, thoughts vs text (judge-free)",
-                   baselines={k: base.get(k, float("nan")) for k in ("think", "think_rank", "repeat", "joint")})
-    out = {"experiment": TITLE, "source": CITATION, "mode": "judge-free scores", "provenance": prov, **head,
-           "files": ["results.csv", "cells.csv", "thoughts.png", "summary.json"]}
-    out["report"] = report(head)
-    if start is not None:
-        out["elapsed_s"] = round(time.perf_counter() - start, 1)
-    write_json(out_dir / "summary.json", out)
-    return out
+    figure = {"thoughts.png": lambda p: plots.by_depth(
+        [c for c in cs if c["condition"] != "none"], p,
+        [("think", "thought: 10-way top-1 (injected word)", 0.1),
+         ("think_rank", "thought: the injected word's mean rank of 10", 5.5),
+         ("repeat", "text: sentence repeated (greedy)", None), ("joint", "both at once", None)],
+        title=f"{context.get('model', '')}: experiment 2, thoughts vs text (judge-free)",
+        baselines={k: base.get(k, float("nan")) for k in ("think", "think_rank", "repeat", "joint")})}
+    return Analysis({"cells.csv": (cs, CELL_COLUMNS)}, head, report(head), figure)
 
 
-def read(path) -> list[dict]:
-    """A results.csv of this experiment (or of a shard) as rows."""
-    return read_rows(path, INTS, FLOATS, need="think_top1")
+# -- from the CLI's options ------------------------------------------------------------------------
+
+QUICK = {"pairs": 4, "layers": 4, "strengths": (4.0, 16.0)}
+
+
+def prepare(model, words: Optional[Sequence[str]] = None, sentences: Optional[Sequence[str]] = None,
+            library_dir=None, layers=None, strengths: Optional[Sequence[float]] = None, n_pairs: Optional[int] = None,
+            quick: bool = False, seed: int = 0, shard=None, progress=None, out_dir=None) -> Work:
+    """Experiment 2's work from the CLI's options. ``words``: the word pool (default the 50
+    concept words); ``sentences``: default the paper's 50. ``quick``: 4 pairs, 4 layers,
+    strengths 4 and 16 (wherever the caller gave nothing)."""
+    pool, sentences, n_pairs, layers, strengths = pairs.grid(model, words, sentences, n_pairs, layers, strengths,
+                                                             QUICK if quick else None, STRENGTHS)
+    if len(pool) < N_CHOICES:
+        raise ValueError(f"the 10-way choice needs at least {N_CHOICES} words in --words, got {len(pool)}")
+    pair_list = pairs.pairs(sentences, pool, seed, n_pairs)
+    layers = Layers.of(layers, model.n_layer)  # refuse bad input before extracting
+    strengths = Strengths.of(strengths, 0.0, 1e4, " (the paper's are 1, 2, 4, 8 and 16)")
+    vectors = library.library(model, list(dict.fromkeys(w for _, _, w in pair_list)), out=library_dir,
+                              progress=progress)
+    return design(model, vectors, pair_list, layers, strengths, pool, seed, shard)
+
+
+EXPERIMENT = Experiment("thoughts", "Lindsey (2025), experiment 2: distinguishing injected thoughts from text", SCHEMA,
+                        SAME_ON_RESUME, prepare, analyse, QUICK, ("cells.csv", ("condition", "layer", "strength"),
+                                                                  "think"))

@@ -23,19 +23,24 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from pyintro.experiments.common import depth, prompt, seed_for, shard_of, span_start
+from pyintro import concepts as library
+from pyintro import plots
 from pyintro.experiments.detection import TRIAL_MARKER, trial_messages
-from pyintro.injection import Injection, layer_list, strength_list
+from pyintro.experiments.dialogue import prompt, span_start
+from pyintro.experiments.protocol import Analysis, Experiment, Schema, Stage, Work
+from pyintro.experiments.stats import depth, evenly_spaced, seed_for, shard_of
+from pyintro.injection import Injection, Layers, Positions, Strengths
 from pyintro.judge import fill
-from pyintro.results import Table, convert, provenance, run_chunks
-from pyintro.stimuli import CATEGORY_WORDS, PROMPTS, messages
+from pyintro.stimuli import CATEGORY_WORDS, CONCEPT_WORDS, PROMPTS, messages
 
+__all__ = ["EXPERIMENT", "keyword_grade", "rates", "trials"]
+
+GRADES = ("coherent", "affirmative", "identified", "thinking")
 PROMPT_NAMES = ("paper", "revised", "thinking_about", "whats_going_on")
-COLUMNS = ["condition", "concept", "category", "layer", "depth", "strength", "trial", "text", "n_tokens", "coherent",
-           "affirmative", "identified", "thinking", "success", "b_coherent", "b_affirmative", "b_identified",
-           "b_thinking", "grader", "model", "quant_type"]
-INTS = ("layer", "trial", "n_tokens", "coherent", "affirmative", "identified", "thinking", "success")
-FLOATS = ("depth", "strength", "b_coherent", "b_affirmative", "b_identified", "b_thinking")
+SCHEMA = Schema("condition concept category layer:int depth:float strength:float trial:int text n_tokens:int "
+                "coherent:int affirmative:int identified:int thinking:int success:int b_coherent:float "
+                "b_affirmative:float b_identified:float b_thinking:float grader model quant_type",
+                key=("condition", "concept", "layer", "strength", "trial"), need="success")
 SAME_ON_RESUME = ("pyintro", "llama_cpp_python", "model_sha256", "numerics", "prompt_format", "prompt", "seed",
                   "max_tokens", "temperature", "grader")
 
@@ -45,14 +50,6 @@ NEGATIVE = (r"^\W*no\b", r"\bdo(?:n't| not)\s+(?:detect|notice|sense|feel)", r"\
             r"\bcan't\s+detect")
 POSITIVE = (r"^\W*yes\b", r"\bi\s+(?:do\s+|can\s+)?(?:detect|notice|sense|feel)", r"\bdetected\b",
             r"\bthere\s+is\s+an?\s+injected", r"\binjected\s+thought\s+(?:is|was|seems)", r"\bthought\s+is\s+about")
-
-
-def key(row: dict) -> tuple:
-    return (row["condition"], row["concept"], int(row["layer"]), float(row["strength"]), int(row["trial"]))
-
-
-def parse_row(row: dict) -> dict:
-    return convert(row, INTS, FLOATS)
 
 
 def trial_prompt(model, name: str = "paper") -> tuple[list[int], int, str, bool]:
@@ -93,14 +90,12 @@ def _judged(judge, question: str, texts: list[str], words: list[str]) -> list[di
     return [{**{n: bool(b[n][i] > 0) for n in asks}, **{f"b_{n}": float(b[n][i]) for n in asks}} for i in range(len(texts))]
 
 
-def trials(model, vectors: dict, concepts: Sequence[str], layers=None, strengths: Sequence[float] = (1, 2, 4, 8),
+def design(model, vectors: dict, concepts: Sequence[str], layers=None, strengths: Sequence[float] = (1, 2, 4, 8),
            n_trials: int = 50, n_control: int = 100, max_tokens: int = 100, temperature: float = 1.0,
-           prompt_name: str = "paper", judge=None, seed: int = 0, out=None, resume: bool = False, shard=None,
-           progress=None) -> list[dict]:
-    """Sampled, graded trials: one row per trial (see the module docstring); control trials
-    are condition "control" with layer -1."""
-    layers = layer_list(layers, model.n_layer)
-    strengths = strength_list(strengths)
+           prompt_name: str = "paper", judge=None, seed: int = 0, shard=None) -> Work:
+    """The trials' work: control trials (no injection), then every (concept, layer, strength,
+    trial), in chunks of n_seq_max - 1 sequences decoded together."""
+    layers, strengths = Layers.of(layers, model.n_layer), Strengths.of(strengths)
     for w in concepts:
         if w not in vectors:
             raise ValueError(f"no vector for {w!r}: build the library with `pyintro concepts --words ...` first")
@@ -108,18 +103,17 @@ def trials(model, vectors: dict, concepts: Sequence[str], layers=None, strengths
         raise ValueError("n_trials and max_tokens must be at least 1, n_control at least 0")
     ids, k, question, everywhere = trial_prompt(model, prompt_name)
     grader = f"judge:{judge.name}" if judge is not None else "keywords"
-    meta = dict(provenance(model), prompt=prompt_name, prompt_text=model.detokenize(ids), seed=int(seed),
-                max_tokens=int(max_tokens), temperature=float(temperature), grader=grader,
-                judge=judge.describe() if judge is not None else None, columns=COLUMNS)
+    meta = dict(prompt=prompt_name, prompt_text=model.detokenize(ids), seed=int(seed), max_tokens=int(max_tokens),
+                temperature=float(temperature), grader=grader, judge=judge.describe() if judge is not None else None)
     cells = [("control", "", None, -1, 0.0, t) for t in range(n_control)]
     cells += [("concept", w, vectors[w], L, s, t) for w in shard_of(list(concepts), shard)
               for L in layers for s in strengths for t in range(n_trials)]
     per_call = max(1, model.n_seq_max - 1)
     chunks = [cells[i:i + per_call] for i in range(0, len(cells), per_call)]
+    where = Positions.all() if everywhere else Positions.start(k)
 
-    def compute(chunk):
-        points = [[] if cond == "control" else [Injection(v, L, s, positions="all" if everywhere else k)]
-                  for cond, _, v, L, s, _ in chunk]
+    def score(chunk, done):
+        points = [[] if cond == "control" else [Injection(v, L, s, where)] for cond, _, v, L, s, _ in chunk]
         seeds = [seed_for(seed, cond, w, L, int(round(s * 1000)), t).integers(2**63) for cond, w, _, L, s, t in chunk]
         outs = model.generate_many(ids, points, max_tokens, temperature, seeds)
         texts = [model.detokenize([t for t in toks if not model.is_eog(t)], special=False) for toks in outs]
@@ -130,19 +124,28 @@ def trials(model, vectors: dict, concepts: Sequence[str], layers=None, strengths
         for (cond, w, _, L, s, t), text, toks, g in zip(chunk, texts, outs, grades):
             ok = g["coherent"] and (g["thinking"] if everywhere else g["identified"])
             rows.append({"condition": cond, "concept": w, "category": _category(w), "layer": L,
-                         "depth": depth(L, model.n_layer) if L >= 0 else float("nan"), "strength": s, "trial": t,
-                         "text": text, "n_tokens": len(toks), **{n: int(g[n]) for n in ("coherent", "affirmative",
-                                                                                          "identified", "thinking")},
+                         "depth": depth(L, model.n_layer), "strength": s, "trial": t, "text": text,
+                         "n_tokens": len(toks), **{n: int(g[n]) for n in GRADES},
                          "success": int(bool(ok) and cond == "concept"),
-                         **{f"b_{n}": g.get(f"b_{n}", float("nan")) for n in ("coherent", "affirmative", "identified",
-                                                                              "thinking")},
+                         **{f"b_{n}": g.get(f"b_{n}", float("nan")) for n in GRADES},
                          "grader": grader, "model": Path(model.path).name, "quant_type": model.quant_type})
         return rows
 
-    with Table(out, COLUMNS, key, parse_row, meta, SAME_ON_RESUME, resume) as table:
-        run_chunks(table, chunks, compute, lambda c: [(x[0], x[1], x[3], x[4], x[5]) for x in c], progress,
-                   desc="trials", unit="trial")
-    return list(table.done.values())
+    stage = Stage(lambda done: chunks, score, lambda c: [(x[0], x[1], x[3], x[4], x[5]) for x in c], "trials",
+                  "trial")
+    return Work(meta, [stage], {"mode": f"{n_trials} sampled trials per cell", "grader": grader,
+                                "judge": judge.describe() if judge is not None else None})
+
+
+def trials(model, vectors: dict, concepts: Sequence[str], layers=None, strengths: Sequence[float] = (1, 2, 4, 8),
+           n_trials: int = 50, n_control: int = 100, max_tokens: int = 100, temperature: float = 1.0,
+           prompt_name: str = "paper", judge=None, seed: int = 0, out=None, resume: bool = False, shard=None,
+           progress=None) -> list[dict]:
+    """Sampled, graded trials: one row per trial (see the module docstring); control trials
+    are condition "control" with layer -1."""
+    work = design(model, vectors, concepts, layers, strengths, n_trials, n_control, max_tokens, temperature,
+                  prompt_name, judge, seed, shard)
+    return EXPERIMENT.execute(model, work, out, resume, progress, shard)
 
 
 def _category(word: str) -> str:
@@ -169,3 +172,42 @@ def rates(rows, by: str = "cell") -> list[dict]:
                     "affirmative": float(np.mean([int(r["affirmative"]) for r in rs])),
                     "false_positive": fp, "net": success - fp})
     return out
+
+
+def analyse(rows: list, context: dict) -> Analysis:
+    cs = rates(rows)
+    best = max(cs, key=lambda c: c["net"]) if cs else None
+    judged = context.get("judge") is not None
+    grader = f"judge {context['judge']['model']}" if judged else "keywords"
+    head = {"best_cell": best, "by_category": rates(rows, by="category"),
+            "grader": "judge" if judged else "keywords (cruder than a judge)", "judge": context.get("judge")}
+    report = [f"false-positive rate (control trials): {best['false_positive']:.2f}" if best else "no trials",
+              f"best cell: layer {best['layer']} strength {best['strength']:g}: success {best['success']:.2f}, "
+              f"net {best['net']:+.2f}" if best else ""]
+    figure = {"rates.png": lambda p: plots.by_depth(cs, p, [("net", "success rate − false-positive rate", 0.0),
+                                                            ("affirmative", "affirmative answers", None)],
+                                                    title=f"{context.get('model', '')}: experiment 1, {grader}")}
+    return Analysis({"cells.csv": (cs, None)}, head, report, figure)
+
+
+QUICK = {"concepts": 5, "layers": 6, "trials": 4, "control": 8, "max_tokens": 48}
+
+
+def prepare(model, words: Optional[Sequence[str]] = None, library_dir=None, layers=None, strengths=(1, 2, 4, 8),
+            n_trials: int = 50, judge=None, prompt_name: str = "paper", quick: bool = False, seed: int = 0, shard=None,
+            progress=None, out_dir=None) -> Work:
+    """The trials' work from the CLI's options: ``n_trials`` sampled trials per cell, graded by
+    ``judge`` (a loaded ``judge.Judge``) or keywords; ``quick``: 5 concepts, 6 layers, 8 control
+    trials, 48 tokens (wherever the caller gave nothing)."""
+    words = library.check_words(words if words is not None else CONCEPT_WORDS[:QUICK["concepts"]] if quick else None)
+    if layers is None and quick:
+        layers = evenly_spaced(model.n_layer, QUICK["layers"])
+    vectors = library.library(model, dict.fromkeys(words), out=library_dir, progress=progress)
+    return design(model, vectors, words, layers, strengths, n_trials=n_trials,
+                  n_control=QUICK["control"] if quick else 100, max_tokens=QUICK["max_tokens"] if quick else 100,
+                  prompt_name=prompt_name, judge=judge, seed=seed, shard=shard)
+
+
+EXPERIMENT = Experiment("trials", "Lindsey (2025), experiment 1: detecting injected thoughts (sampled trials)", SCHEMA,
+                        SAME_ON_RESUME, prepare, analyse, QUICK, ("cells.csv", ("layer", "strength"), "net"),
+                        mode="sampled trials")
