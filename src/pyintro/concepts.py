@@ -22,6 +22,8 @@ import re
 from pathlib import Path
 from typing import Iterable, Optional
 
+import numpy as np
+
 from pyintro.extract import mean_difference
 from pyintro.disk import write_json
 from pyintro.results import provenance
@@ -92,6 +94,11 @@ def library(model, words: Optional[Iterable[str]] = None, out=None, progress=Non
     k = key(model)
     held = index["words"] if index.get("key") == k else {}
     missing = [w for w in words if w not in held or not (out / held[w]["file"]).is_file()]
+    if getattr(model, "dry_run", False):  # a plan: count the extraction of what is missing, keep nothing
+        if missing:
+            model.capture_many([model.chat(TEMPLATE.format(w.lower())) for w in missing + list(BASELINE_WORDS)])
+        ones = np.ones((model.n_layer, model.n_embd), np.float32)
+        return {w: ConceptVector(ones, model_hint=model.arch, name=w, model_sha256=model.sha256) for w in words}
     if missing:
         out.mkdir(parents=True, exist_ok=True)
         found = mean_difference(model, [w.lower() for w in missing], baseline=[b.lower() for b in BASELINE_WORDS],

@@ -113,7 +113,8 @@ def resume_rows(out: Path, columns: Sequence[str], parse: Callable[[dict], dict]
         if not body and not text.endswith("\n"):
             body = []  # killed while writing the header
         else:
-            raise ValueError(f"{out} does not have the columns of this run; use a new file or resume=False")
+            raise ValueError(f"{out} does not have the columns of this run; choose another output folder (--out), "
+                             "or start afresh without --resume")
     rows = []
     for i, fields in enumerate(body):
         last = i == len(body) - 1
@@ -178,11 +179,15 @@ def check_sidecar(out, meta: dict, keys: Sequence[str]) -> None:
     try:
         old = json.loads(side.read_text())
     except json.JSONDecodeError:
-        raise ValueError(f"{side} is damaged; use a new file or resume=False") from None
+        raise ValueError(f"{side} is damaged; choose another output folder (--out), or start afresh without "
+                         "--resume") from None
+    if old.get("experiment") and meta.get("experiment") and old["experiment"] != meta["experiment"]:
+        raise ValueError(f"{Path(out).parent} holds a `{old['experiment']}` run, not a `{meta['experiment']}` run; "
+                         "choose another output folder (--out)")
     for k in keys:
         if old.get(k) != meta.get(k):
             raise ValueError(f"{out} holds results with a different {_difference(k, old.get(k), meta.get(k))}; "
-                             "resume with the same settings, or use a new file (resume=False)")
+                             "resume with the same settings, or choose another output folder (--out)")
 
 
 def _difference(key: str, old, new) -> str:

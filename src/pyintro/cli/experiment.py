@@ -6,6 +6,7 @@ shared options as one ``Common`` value, adds its own, and calls ``run_experiment
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -55,6 +56,14 @@ OPTIONS = {
                                "join the N folders with `pyintro merge`."),
     "resume": click.option("--resume", is_flag=True, help="Keep the finished rows in OUT and compute the rest."),
 }
+PLAN_OPTIONS = [
+    click.option("--plan", "plan_only", is_flag=True,
+                 help="Print what the run will cost (cells, rows, token rows, memory, wall time on this machine, from "
+                      "a few seconds of calibration decodes) and stop."),
+    click.option("--job-time", default=None, help="With --plan: a wall time per job (e.g. 2h, 45m, 1:30:00); the plan "
+                                                  "says how many shards to use."),
+    click.option("--json", "as_json", is_flag=True, help="With --plan: print the plan as JSON."),
+]
 
 
 @dataclass
@@ -71,6 +80,9 @@ class Common:
     quick: bool = False
     seed: int = 0
     taken: tuple = ()
+    plan_only: bool = False
+    job_time: Optional[str] = None
+    as_json: bool = False
 
     def options(self) -> dict:
         """The options the experiment's ``prepare`` takes (words parsed)."""
@@ -94,13 +106,16 @@ def experiment_options(default_out: str, take=("words", "library", "layers", "st
 
         @functools.wraps(fn)
         def command(**kwargs):
-            common = Common(kwargs.pop("out_dir"), taken=tuple(take),
+            common = Common(kwargs.pop("out_dir"), taken=tuple(take), plan_only=kwargs.pop("plan_only"),
+                            job_time=kwargs.pop("job_time"), as_json=kwargs.pop("as_json"),
                             **{names[t]: kwargs.pop(names[t]) for t in take})
             return fn(common, **kwargs)
 
         f = click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
                          default=Path(default_out), show_default=True,
                          help="Folder for the rows, cells, figures and summary.json.")(command)
+        for option in reversed(PLAN_OPTIONS):
+            f = option(f)
         for t in reversed(take):
             f = OPTIONS[t](f)
         return model_options(f)
@@ -122,24 +137,90 @@ def parse_words(text):
     return [w.strip() for w in text.split(",") if w.strip()] or concepts.check_words([])
 
 
-def run_experiment(exp, common: Common, judge: Optional[str] = None, **options) -> dict:
-    """Load the model (and a judge model), run ``exp`` into ``common.out_dir`` and print its report."""
+def run_experiment(exp, common: Common, judge: Optional[str] = None, **options) -> Optional[dict]:
+    """Load the model (and a judge model), then print ``exp``'s plan (``--plan``), or run it into
+    ``common.out_dir`` and print its report. The plan of a run is kept in its summary.json, beside
+    the time it took. Whatever can be checked without the model is checked first (exit 2), and a
+    run that fails before its first row leaves no folder behind."""
+    from pyintro.experiments.plan import parse_duration
+
+    try:
+        job = parse_duration(common.job_time) if common.job_time else None
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--job-time") from None
+    if job is not None and not common.plan_only:
+        raise click.UsageError("--job-time goes with --plan")
+    if not common.plan_only:
+        _check_folder(exp, common.out_dir)
+    _check_strengths(exp, common.strengths)
+    options = dict(common.options(), **options)
+    made = not common.out_dir.exists()
+    try:
+        return _load_and_run(exp, common, judge, job, options)
+    except BaseException:
+        if made:
+            _remove_if_empty(common.out_dir)
+        raise
+
+
+def _load_and_run(exp, common: Common, judge, job, options) -> Optional[dict]:
     from pyintro.experiments import run
+    from pyintro.experiments.plan import plan
     from pyintro.judge import Judge
 
-    check_out_dir(common.out_dir, create=False)
-    with load_model() as m:  # the folder is made once the model has loaded: no empty folder on failure
+    with load_model() as m:  # the folder is made once the model has loaded
         judge_model = load_model(judge, own_format=True) if judge else None
         try:
             if judge_model is not None:
                 options["judge"] = Judge(judge_model)
+            cost = plan(exp, m, job_time=job, shard=common.shard, **options)
+            if common.plan_only:
+                click.echo(json.dumps(cost.as_dict(), indent=2) if common.as_json else "\n".join(cost.lines()))
+                return None
             summary = run(exp, m, check_out_dir(common.out_dir), resume=common.resume, shard=common.shard,
-                          progress=progress(), **common.options(), **options)
+                          progress=progress(), plan=cost.as_dict(), **options)
         finally:
             if judge_model is not None:
                 judge_model.close()
     echo_summary(summary, common.out_dir)
     return summary
+
+
+def _check_folder(exp, out_dir: Path) -> None:
+    """Refuse an --out that cannot be written, or that holds another experiment's run."""
+    try:
+        check_out_dir(out_dir, create=False)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--out") from None
+    side = out_dir / "results.csv.json"
+    if side.is_file():
+        try:
+            held = json.loads(side.read_text()).get("experiment")
+        except (json.JSONDecodeError, AttributeError):
+            held = None
+        if held and held != exp.name:
+            raise click.BadParameter(f"{out_dir} holds a `{held}` run, not a `{exp.name}` run; choose another --out",
+                                     param_hint="--out")
+
+
+def _check_strengths(exp, strengths) -> None:
+    from pyintro.injection import Strengths
+
+    if strengths is None:
+        return
+    try:
+        Strengths.of(strengths, *exp.strength_range)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--strengths") from None
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove a folder this run made if no result row reached it."""
+    import shutil
+
+    results = folder / "results.csv"
+    if folder.is_dir() and (not results.exists() or len(results.read_text().splitlines()) <= 1):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def echo_summary(summary: dict, out_dir: Path) -> None:

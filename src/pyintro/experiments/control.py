@@ -127,7 +127,7 @@ def design(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], laye
         return [(n, chunk[0], L) for n in names for L in layers]
 
     stage = Stage(lambda done: shard_of(list(pair_list), shard), score, keys, "control", "row")
-    return Work(dict(meta, seed=int(seed)), [stage], {"seed": int(seed)})
+    return Work(dict(meta, seed=int(seed)), [stage], {"seed": int(seed)}, units=len(pair_list))
 
 
 def control(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], layers=None,

@@ -203,7 +203,7 @@ def design(model, vectors: dict, concepts: Optional[Sequence[str]] = None, layer
                     "cell")]
     if categories and shard is None:
         stages.append(Stage(category_chunks, score, keys, "categories", "cell"))
-    return Work(meta, stages)
+    return Work(meta, stages, units=len(concepts))
 
 
 def detect(model, vectors: dict, concepts: Optional[Sequence[str]] = None, layers=None,

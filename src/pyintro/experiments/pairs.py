@@ -12,7 +12,10 @@ import numpy as np
 from pyintro.experiments.stats import seed_for
 from pyintro.stimuli import CONCEPT_WORDS, SENTENCES
 
-__all__ = ["check_sentences", "contains_word", "grid", "pairs", "read_sentences", "word_forms"]
+__all__ = ["STRENGTH_RANGE", "check_sentences", "contains_word", "grid", "pairs", "read_sentences", "strengths",
+           "word_forms"]
+
+STRENGTH_RANGE = (0.0, 1e4)  # experiments 2 and 3 inject a word's vector: no negative strengths
 
 
 def word_forms(word: str) -> list[str]:
@@ -97,3 +100,10 @@ def grid(model, words, sentences, n_pairs, layers, strengths, quick: Optional[di
     if strengths is None:
         strengths = quick["strengths"] if quick else default_strengths
     return pool, sentences, n_pairs, layers, strengths
+
+
+def strengths(values):
+    """Experiments 2 and 3's strengths, checked: finite, 0 to 10^4, none twice."""
+    from pyintro.injection import Strengths
+
+    return Strengths.of(values, *STRENGTH_RANGE, " (the paper's are 1, 2, 4, 8 and 16)")

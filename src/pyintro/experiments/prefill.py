@@ -39,7 +39,7 @@ from pyintro.experiments.prefill_analysis import CONDITIONS
 from pyintro.experiments.dialogue import answer_tokens, prefill_tokens, prompt, span_of
 from pyintro.experiments.protocol import Experiment, Schema, Stage, Work
 from pyintro.experiments.stats import depth, seed_for, shard_of
-from pyintro.injection import Injection, Layers, Positions, Strengths
+from pyintro.injection import Injection, Layers, Positions
 from pyintro.readout import YesNo, log_odds
 from pyintro.stimuli import CONCEPT_WORDS, PROMPTS, messages
 
@@ -133,7 +133,7 @@ def design(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], laye
     """Experiment 3's work: per pair (a shard takes every N-th), its uninjected point, then each
     condition over the grid."""
     layers = Layers.of(layers, model.n_layer)
-    strengths = Strengths.of(strengths, 0.0, 1e4, " (the paper's are 1, 2, 4, 8 and 16)")
+    strengths = pairs.strengths(strengths)
     for c in conditions:
         if c not in CONDITIONS:
             raise ValueError(f"condition must be one of {', '.join(CONDITIONS)}, got {c!r}")
@@ -167,7 +167,7 @@ def design(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], laye
         return [(chunk[1], chunk[0], L, s) for L, s in chunk[3]]
 
     return Work(meta, [Stage(lambda done: chunks, score, keys, "prefill")],
-                {"exp1": str(exp1) if exp1 is not None else None})
+                {"exp1": str(exp1) if exp1 is not None else None}, units=len(pair_list))
 
 
 def prefill(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], layers=None,
@@ -207,7 +207,7 @@ def prepare(model, words: Optional[Sequence[str]] = None, sentences: Optional[Se
                                                              QUICK if quick else None, STRENGTHS)
     pair_list = pairs.pairs(sentences, pool, seed, n_pairs)
     layers = Layers.of(layers, model.n_layer)  # refuse bad input before extracting
-    strengths = Strengths.of(strengths, 0.0, 1e4, " (the paper's are 1, 2, 4, 8 and 16)")
+    strengths = pairs.strengths(strengths)
     for w in pool:
         prefill_tokens(model, w)
     if exp1 is not None:
@@ -218,4 +218,5 @@ def prepare(model, words: Optional[Sequence[str]] = None, sentences: Optional[Se
 
 EXPERIMENT = Experiment("prefill", "Lindsey (2025), experiment 3: detecting unintended outputs through prefill", SCHEMA,
                         SAME_ON_RESUME, prepare, analysis.analyse, QUICK, ("cells.csv", ("condition", "layer",
-                                                                                         "strength"), "p_apology"))
+                                                                                         "strength"), "p_apology"),
+                        strength_range=pairs.STRENGTH_RANGE)

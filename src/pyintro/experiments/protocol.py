@@ -74,12 +74,13 @@ class Stage:
 @dataclass
 class Work:
     """One run's work: ``meta`` (the sidecar's fields beside provenance: stimuli, grid, seeds),
-    its ``stages``, and the ``context`` the analysis needs beside the rows (JSON; kept in the
-    sidecar, so a merge or a re-plot can analyse again)."""
+    its ``stages``, the ``context`` the analysis needs beside the rows (JSON; kept in the
+    sidecar, so a merge or a re-plot can analyse again) and how many ``units`` a shard splits."""
 
     meta: dict
     stages: list
     context: dict = field(default_factory=dict)
+    units: int = 0  # what --shard K/N splits: concepts, pairs or layers
 
 
 @dataclass
@@ -96,7 +97,7 @@ class Analysis:
 @dataclass(frozen=True)
 class Experiment:
     """An experiment: see the module docstring. ``cells``: (table file, key columns, default
-    metric), the table a quantization comparison reads."""
+    metric), the table a quantization comparison reads; ``strength_range``: (low, high)."""
 
     name: str
     title: str
@@ -107,6 +108,7 @@ class Experiment:
     quick: dict
     cells: tuple
     mode: str = "judge-free scores"
+    strength_range: tuple = (None, None)  # the strengths it accepts (None: unbounded)
 
     def execute(self, model, work: Work, out=None, resume: bool = False, progress=None, shard=None) -> list[dict]:
         return execute(self, model, work, out, resume, progress, shard)
@@ -126,16 +128,21 @@ def execute(exp: Experiment, model, work: Work, out=None, resume: bool = False, 
     return list(table.done.values())
 
 
-def run(exp: Experiment, model, out_dir, resume: bool = False, shard=None, progress=None, **options) -> dict:
+def run(exp: Experiment, model, out_dir, resume: bool = False, shard=None, progress=None, plan=None,
+        **options) -> dict:
     """``exp`` end to end into ``out_dir`` (which must exist): results.csv as it grows, then the
-    cell tables, figures and summary.json. ``options`` go to ``exp.prepare``. Returns the summary."""
+    cell tables, figures and summary.json. ``options`` go to ``exp.prepare``; ``plan`` (an
+    estimate of the run, ``experiments.plan``) goes into the summary beside the time taken.
+    Returns the summary."""
     start = time.perf_counter()
     work = exp.prepare(model, shard=shard, progress=progress, out_dir=out_dir, **options)
     rows = execute(exp, model, work, Path(out_dir) / "results.csv", resume, progress, shard)
-    return finish(exp, rows, out_dir, provenance(model), dict(work.context, model=Path(model.path).name), start)
+    context = dict(work.context, model=Path(model.path).name)
+    return finish(exp, rows, out_dir, provenance(model), context, start, plan)
 
 
-def finish(exp: Experiment, rows: list, out_dir, prov: dict, context: dict, start: Optional[float] = None) -> dict:
+def finish(exp: Experiment, rows: list, out_dir, prov: dict, context: dict, start: Optional[float] = None,
+           plan: Optional[dict] = None) -> dict:
     """The cell tables, figures and summary.json of ``rows`` (a run's, or merged shards')."""
     out_dir = Path(out_dir)
     a = exp.analyse(rows, context)
@@ -147,6 +154,9 @@ def finish(exp: Experiment, rows: list, out_dir, prov: dict, context: dict, star
                **a.head, "files": [*context.get("files", []), "results.csv", *a.tables, *a.figures, "summary.json"], "report": a.report}
     if start is not None:
         summary["elapsed_s"] = round(time.perf_counter() - start, 1)
+    if plan is not None:
+        summary["plan"] = dict(plan, estimate_over_elapsed=round(plan["seconds"] / summary["elapsed_s"], 2)
+                               if summary.get("elapsed_s") else None)
     write_json(out_dir / "summary.json", summary)
     return summary
 

@@ -74,7 +74,7 @@ def design(model, vector, layers=None, strengths=DEFAULT_STRENGTHS, questions=No
     score = _Scorer(model, dirs, factor, positions, yes_ids, no_ids, full_vocab, const)
     stage = Stage(lambda done: chunks, lambda c, done: score(*c), lambda c: [(c[0].kind, c[0].text, L, s) for L, s in c[2]],
                   desc="sweep")
-    return Work(meta, [stage], {"grid": [[q.kind, q.text] for q in qs]})
+    return Work(meta, [stage], {"grid": [[q.kind, q.text] for q in qs]}, units=len(layers))
 
 
 def sweep(model, vector, layers: Optional[Sequence[int]] = None, strengths: Sequence[float] = DEFAULT_STRENGTHS,

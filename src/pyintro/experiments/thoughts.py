@@ -37,7 +37,7 @@ from pyintro.experiments import pairs
 from pyintro.experiments.dialogue import answer_tokens, prompt, span_of
 from pyintro.experiments.protocol import Analysis, Experiment, Schema, Stage, Work
 from pyintro.experiments.stats import depth, distractors, shard_of
-from pyintro.injection import Injection, Layers, Positions, Strengths
+from pyintro.injection import Injection, Layers, Positions
 from pyintro.readout import rank
 from pyintro.stimuli import CONCEPT_WORDS, PROMPTS, messages
 
@@ -134,7 +134,7 @@ def design(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], laye
     """Experiment 2's work: per pair (a shard takes every N-th), its uninjected point and its
     grid, in chunks of n_seq_max points."""
     layers = Layers.of(layers, model.n_layer)
-    strengths = Strengths.of(strengths, 0.0, 1e4, " (the paper's are 1, 2, 4, 8 and 16)")
+    strengths = pairs.strengths(strengths)
     pool = list(pool)
     if len(set(pool)) < N_CHOICES:
         raise ValueError(f"the 10-way choice needs at least {N_CHOICES} distinct words in the pool, "
@@ -164,7 +164,7 @@ def design(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], laye
     def keys(chunk):
         return [("none" if L < 0 else "injected", chunk[0], L, s) for L, s in chunk[2]]
 
-    return Work(meta, [Stage(lambda done: chunks, score, keys, "thoughts")])
+    return Work(meta, [Stage(lambda done: chunks, score, keys, "thoughts")], units=len(pair_list))
 
 
 def thoughts(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], layers=None,
@@ -271,7 +271,7 @@ def prepare(model, words: Optional[Sequence[str]] = None, sentences: Optional[Se
         raise ValueError(f"the 10-way choice needs at least {N_CHOICES} words in --words, got {len(pool)}")
     pair_list = pairs.pairs(sentences, pool, seed, n_pairs)
     layers = Layers.of(layers, model.n_layer)  # refuse bad input before extracting
-    strengths = Strengths.of(strengths, 0.0, 1e4, " (the paper's are 1, 2, 4, 8 and 16)")
+    strengths = pairs.strengths(strengths)
     vectors = library.library(model, list(dict.fromkeys(w for _, _, w in pair_list)), out=library_dir,
                               progress=progress)
     return design(model, vectors, pair_list, layers, strengths, pool, seed, shard)
@@ -279,4 +279,4 @@ def prepare(model, words: Optional[Sequence[str]] = None, sentences: Optional[Se
 
 EXPERIMENT = Experiment("thoughts", "Lindsey (2025), experiment 2: distinguishing injected thoughts from text", SCHEMA,
                         SAME_ON_RESUME, prepare, analyse, QUICK, ("cells.csv", ("condition", "layer", "strength"),
-                                                                  "think"))
+                                                                  "think"), strength_range=pairs.STRENGTH_RANGE)

@@ -134,7 +134,7 @@ def design(model, vectors: dict, concepts: Sequence[str], layers=None, strengths
     stage = Stage(lambda done: chunks, score, lambda c: [(x[0], x[1], x[3], x[4], x[5]) for x in c], "trials",
                   "trial")
     return Work(meta, [stage], {"mode": f"{n_trials} sampled trials per cell", "grader": grader,
-                                "judge": judge.describe() if judge is not None else None})
+                                "judge": judge.describe() if judge is not None else None}, units=len(concepts))
 
 
 def trials(model, vectors: dict, concepts: Sequence[str], layers=None, strengths: Sequence[float] = (1, 2, 4, 8),
