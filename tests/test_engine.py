@@ -13,8 +13,18 @@ import pytest
 import pyintro
 from pyintro import Injection
 from pyintro.head import MATCH_TOL, mismatch
+from pyintro.model import Settings
 
 from _reference import Reference
+
+
+@pytest.fixture(scope="module")
+def fresh(model):
+    """The session model's file with nothing shared between points: every point decodes its
+    whole prompt from the start."""
+    with pyintro.Model.load(model.path, n_threads=2, n_ctx=model.n_ctx, n_gpu_layers=model.n_gpu_layers,
+                            settings=Settings(reuse_prefix=False)) as m:
+        yield m
 
 
 def test_describe(model):
@@ -102,7 +112,7 @@ def test_capture_many_equals_one_at_a_time(model):
         assert np.array_equal(got, model.capture(p)[:, -1])
 
 
-def test_shared_prefix_points_equal_separate_full_decodes(model, prompt, vec):
+def test_shared_prefix_points_equal_separate_full_decodes(model, fresh, prompt, vec):
     # Invariant: a point over the shared prefix equals the whole prompt decoded afresh.
     yes_no = [model.tokenize("Yes")[0], model.tokenize("No")[0]]
     grid = [(layer, s) for layer in (0, 5, 13, 22, 29) for s in (-6.0, 0.0, 3.0, 8.0)]
@@ -111,16 +121,16 @@ def test_shared_prefix_points_equal_separate_full_decodes(model, prompt, vec):
     batched = model.points(prompt, [[Injection(vec, layer, s)] for layer, s in grid])[:, yes_no]
     assert batched.shape == (len(grid), 2)
     for (layer, s), got in zip(grid, batched):
-        full = model.logits(prompt, inject=[Injection(vec, layer, s)], reuse_prefix=False)[0]
+        full = fresh.logits(prompt, inject=[Injection(vec, layer, s)])[0]
         assert np.array_equal(got, full[yes_no])
 
 
-def test_injection_from_token_k_onward_over_shared_prefix(model, prompt, vec):
+def test_injection_from_token_k_onward_over_shared_prefix(model, fresh, prompt, vec):
     k = len(prompt) - 6
     pts = [[Injection(vec, 8, s, positions=k)] for s in (1.0, 4.0)]
     batched = model.points(prompt, pts)
     for p, got in zip(pts, batched):
-        assert np.array_equal(got, model.logits(prompt, inject=p, reuse_prefix=False)[0])
+        assert np.array_equal(got, fresh.logits(prompt, inject=p)[0])
 
 
 def test_a_point_alone_equals_it_in_any_batch_and_slot(model, prompt):
@@ -272,7 +282,7 @@ def test_capture_copies_no_logits(model, prompt):
     assert cap.shape == (1, len(prompt), model.n_embd) and np.all(np.isfinite(cap))
 
 
-def test_prompt_tree_scores_equal_each_continuation_decoded_alone(model, prompt, vec):
+def test_prompt_tree_scores_equal_each_continuation_decoded_alone(model, fresh, prompt, vec):
     # Invariant: a continuation scored in the prompt tree (its branch's KV shared through
     # seq_cp, only its own tokens decoded) has the log-probabilities of prompt + continuation
     # decoded from scratch: the same logits exactly; the log-sum-exp differs only in the order
@@ -289,7 +299,7 @@ def test_prompt_tree_scores_equal_each_continuation_decoded_alone(model, prompt,
         inject = [dataclasses.replace(i, positions=len(ids) - 1) if i.positions == "last" else i for i in inject]
         for c, cont in enumerate(conts):
             full = ids + cont
-            logits = model.logits(full, inject=inject, rows=list(range(len(ids) - 1, len(full) - 1)), reuse_prefix=False)
+            logits = fresh.logits(full, inject=inject, rows=list(range(len(ids) - 1, len(full) - 1)))
             lse = logits.max(1) + np.log(np.exp(logits.astype(np.float64) - logits.max(1, keepdims=True)).sum(1))
             ref = logits[np.arange(len(cont)), cont] - lse
             np.testing.assert_allclose(lp[j, c, :len(cont)], ref, rtol=0, atol=1e-12)

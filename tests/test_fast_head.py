@@ -26,7 +26,7 @@ def _grid(model, v, n_tokens):
 
 
 def _head_used(model, ids) -> bool:
-    return model._decoder.heads.get(np.asarray(ids, np.int32).tobytes(), False)
+    return model._decoder.head.matched.get(np.asarray(ids, np.int32).tobytes(), False)
 
 
 def _compare(path, ids, prompt, n_vocab_ids=None, **load):
