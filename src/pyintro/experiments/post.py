@@ -31,6 +31,7 @@ import numpy as np
 
 from pyintro.experiments.questions import CONTROL_NO, INTROSPECTION, Question, as_questions, prompt_ids
 from pyintro.injection import Injection, layer_list, strength_list
+from pyintro.model import points_per_call
 from pyintro.readout import scores, yes_no_ids
 from pyintro.results import Table, convert, provenance, run_chunks
 from pyintro.vectors import directions, strength_factors
@@ -268,7 +269,7 @@ def _chunk_size(model, n_tokens: int, positions, chunk: Optional[int]) -> int:
         first = 0
     else:
         first = int(positions) + n_tokens if positions < 0 else int(positions)
-    step = model.points_per_call(first, n_tokens - first)
+    step = points_per_call(model, first, n_tokens - first)
     return step if chunk is None else min(step, int(chunk))
 
 
