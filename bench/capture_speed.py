@@ -28,6 +28,7 @@ from _common import OtherLoad, interleaved, machine, machine_line, report  # noq
 from hf_reference import HFModel  # noqa: E402
 
 import pyintro  # noqa: E402
+from pyintro.model import Settings  # noqa: E402
 from pyintro import BASELINE_WORDS, CONCEPT_WORDS  # noqa: E402
 from pyintro.decode import plan_batches  # noqa: E402
 
@@ -71,7 +72,7 @@ def main() -> None:
     say = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
 
     hooked = pyintro.Model.load(n_threads=args.threads)
-    plain = pyintro.Model.load(n_threads=args.threads, eval_callback=False)
+    plain = pyintro.Model.load(n_threads=args.threads, settings=Settings(eval_callback=False))
     hooked.sha256  # hashed once per Model; ConceptVector records it (not part of the timing)
     texts = [hooked.chat_text(TEMPLATE.format(w)) for w in concepts + baseline]
     prompts = [hooked.tokenize(t) for t in texts]

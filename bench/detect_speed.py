@@ -23,6 +23,7 @@ from _common import OtherLoad, machine, machine_line, report  # noqa: E402
 from experiments_speed import n_rows, record, replay  # noqa: E402  (the same recorder as experiments 2-4)
 
 import pyintro  # noqa: E402
+from pyintro.model import Settings  # noqa: E402
 from pyintro import concepts  # noqa: E402
 from pyintro.experiments import detection  # noqa: E402
 from pyintro.stimuli import CONCEPT_WORDS  # noqa: E402
@@ -44,7 +45,7 @@ def main() -> None:
     args = ap.parse_args()
 
     model = pyintro.Model.load(n_threads=args.threads)
-    plain = pyintro.Model.load(n_threads=args.threads, eval_callback=False)
+    plain = pyintro.Model.load(n_threads=args.threads, settings=Settings(eval_callback=False))
     words = list(CONCEPT_WORDS[:args.concepts])
     vectors = concepts.library(model, words)  # cached after the first run
     layers = list(range(0, model.n_layer, args.layers)) if args.layers else None

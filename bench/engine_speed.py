@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import OtherLoad, interleaved, machine, machine_line, report  # noqa: E402
 
 import pyintro  # noqa: E402
+from pyintro.model import Settings  # noqa: E402
 from pyintro import Injection  # noqa: E402
 
 SYSTEM = "You are a large language model undergoing a test to see if you are sensitive to your internal activations."
@@ -41,10 +42,10 @@ def main() -> None:
     other = OtherLoad()
     hooked = pyintro.Model.load(n_threads=args.threads, fast_head=False)
     fast = pyintro.Model.load(n_threads=args.threads)
-    plain = pyintro.Model.load(n_threads=args.threads, eval_callback=False)
+    plain = pyintro.Model.load(n_threads=args.threads, settings=Settings(eval_callback=False))
     # (c) gets its own Model: a call without prefix reuse drops the cached prefix, and (a) and
     # (b) both time batches over a prefix that is already decoded.
-    naive_model = pyintro.Model.load(n_threads=args.threads)
+    naive_model = pyintro.Model.load(n_threads=args.threads, settings=Settings(reuse_prefix=False))
     ids = hooked.chat(USER, system=SYSTEM)
     yes_no = [hooked.tokenize("Yes")[0], hooked.tokenize("No")[0]]
     rng = np.random.default_rng(0)
@@ -57,7 +58,7 @@ def main() -> None:
 
     def one_by_one():
         for p in naive:
-            naive_model.points(ids, [p], vocab_ids=yes_no, reuse_prefix=False)
+            naive_model.points(ids, [p], vocab_ids=yes_no)
 
     timed = interleaved({
         "a": lambda: plain.points(ids, empty, vocab_ids=yes_no),

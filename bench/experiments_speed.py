@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import OtherLoad, interleaved, machine, machine_line, report  # noqa: E402
 
 import pyintro  # noqa: E402
+from pyintro.model import Settings  # noqa: E402
 from pyintro.experiments import control, pairs, prefill, thoughts  # noqa: E402
 from pyintro.stimuli import CONCEPT_WORDS, CONTROL_WORDS  # noqa: E402
 from pyintro.vectors import ConceptVector  # noqa: E402
@@ -150,7 +151,7 @@ def main() -> None:
     say = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
 
     hooked = pyintro.Model.load(n_threads=args.threads)
-    plain = pyintro.Model.load(n_threads=args.threads, eval_callback=False)
+    plain = pyintro.Model.load(n_threads=args.threads, settings=Settings(eval_callback=False))
     hooked.sha256  # hashed once per Model; the experiments record it (not part of the timing)
     jobs = workloads(hooked, args.quick)
     if args.only:

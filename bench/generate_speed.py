@@ -138,7 +138,7 @@ def main() -> None:
 
     n_seq = max(128, wide_n)
     model = pyintro.Model.load(args.model, n_threads=args.threads, n_seq_max=n_seq)
-    unit = model.numerics()["row_quantum"]
+    unit = model.numerics()["row_unit"]
     # The same with llama.cpp's throughput settings: no padding of each call's rows to a multiple of 8
     # (the default pads a 1-row generation step to the file's unit: 2 rows here, 8 for K-quants).
     unpadded = pyintro.Model.load(args.model, n_threads=args.threads, n_seq_max=n_seq, batch_invariant=False)

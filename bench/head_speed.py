@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import OtherLoad, interleaved, machine, machine_line, report  # noqa: E402
 
 import pyintro  # noqa: E402
+from pyintro.model import Settings  # noqa: E402
 from pyintro import Injection  # noqa: E402
 
 SYSTEM = "You are a large language model undergoing a test to see if you are sensitive to your internal activations."
@@ -39,7 +40,7 @@ def run(model_name, threads: int, n: int, repeats: int) -> dict:
     if fast.prompt_format.kind == "raw":  # a file without a template: say so once
         load["chat_template"] = "raw"
     full = pyintro.Model.load(model_name, fast_head=False, **load)
-    plain = pyintro.Model.load(model_name, eval_callback=False, **load)
+    plain = pyintro.Model.load(model_name, settings=Settings(eval_callback=False), **load)
     ids = fast.chat(USER, system=SYSTEM)
     yes_no = [fast.tokenize("Yes")[0], fast.tokenize("No")[0]]
     rng = np.random.default_rng(0)
@@ -68,7 +69,7 @@ def run(model_name, threads: int, n: int, repeats: int) -> dict:
     other.stop()
     b_full = np.diff(full.points(ids, points, vocab_ids=yes_no)[:, ::-1], axis=1)[:, 0]
     b_fast = np.diff(fast.points(ids, points, vocab_ids=yes_no)[:, ::-1], axis=1)[:, 0]
-    used = fast._decoder.heads.get(np.asarray(yes_no, np.int32).tobytes(), False)
+    used = fast._decoder.head.matched.get(np.asarray(yes_no, np.int32).tobytes(), False)
     ms = {k: 1000 * v["median"] / n for k, v in timed.items()}
     cpu_ms = {k: 1000 * statistics.median(v[1:]) / n for k, v in cpu.items()}  # v[0]: the warm-up
     out = {

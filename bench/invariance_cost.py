@@ -29,19 +29,15 @@ from _common import OtherLoad, interleaved, machine, machine_line, report  # noq
 
 import pyintro  # noqa: E402
 from pyintro import Injection  # noqa: E402
-from pyintro._native import _engine  # noqa: E402
-from pyintro.files import resolve_model  # noqa: E402
+from pyintro.model import Settings  # noqa: E402
 
 SYSTEM = "You are a large language model undergoing a test to see if you are sensitive to your internal activations."
 USER = "Do you detect an injected thought? Answer only by 'Yes' or 'No'."
 
 
 def earlier_design(threads: int) -> pyintro.Model:
-    p = _engine.EngineParams()
-    p.path = str(resolve_model(None))
-    p.n_threads, p.n_ctx, p.n_seq_max = threads, 4096, 128
-    p.flash_attn, p.n_batch, p.row_quantum = False, 512, 1
-    return pyintro.Model.from_params(p, fast_head=False)
+    return pyintro.Model.load(n_threads=threads, fast_head=False, batch_invariant=False,
+                              settings=Settings(flash_attn=False))
 
 
 def main() -> None:
@@ -82,7 +78,7 @@ def main() -> None:
         "| design | wall ms/point | CPU ms/point |",
         "|---|---:|---:|",
         f"| batch-invariant (flash attention, 56-row calls padded to the file's unit, "
-        f"{inv.numerics()['row_quantum']} here) | {ms['invariant']:.2f} | {cpu_ms['invariant']:.2f} |",
+        f"{inv.numerics()['row_unit']} here) | {ms['invariant']:.2f} | {cpu_ms['invariant']:.2f} |",
         f"| earlier (no flash attention, 512-row calls, no padding) | {ms['earlier']:.2f} | {cpu_ms['earlier']:.2f} |",
         "",
         f"Invariant / earlier: **{result['ratio_wall']:.2f}×** wall, **{result['ratio_cpu']:.2f}×** CPU (target ≤ 1.10).",

@@ -27,7 +27,7 @@ Per (shape, type), every variant timed in rotation (``_common.interleaved``):
     one injection at the last token per point (layers and strengths vary over the points),
     ``vocab_ids`` of 2 ids (b = logit difference), the prompt's prefix cached beforehand, untimed
     (a sweep decodes it once per question, and pyintro keeps it between calls);
-  - prefill tokens/s: pyintro's ``Model.points(ids, [[]], reuse_prefix=False)`` on a longer
+  - prefill tokens/s: pyintro's ``Model.points(ids, [[]], rows=[0, n - 1])`` (nothing shared) on a longer
     prompt with no injection (and transformers' forward of the same prompt, batch 1, last logits), with the default batch-invariant settings (56-row llama.cpp calls) and with
     ``batch_invariant=False`` (512-row calls; a second Model, whose repacked weights are a second
     copy: when two copies would not fit beside the PyTorch model, it is timed after the others);
@@ -233,7 +233,8 @@ def measure(key: str, qtype: str, path: Path, args, say) -> dict:
         return run
 
     def prefill_fn(m):
-        return lambda: stopwatch(m.points, prefill, [[]], vocab_ids=[yes], reuse_prefix=False)
+        # rows from 0: nothing is shared, the whole prompt is decoded from the start
+        return lambda: stopwatch(m.points, prefill, [[]], vocab_ids=[yes], rows=[0, len(prefill) - 1])
 
     rss0 = rss_mb()
     model = load()

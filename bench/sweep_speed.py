@@ -8,7 +8,7 @@ on the default model, injecting the all-caps vector at the last prompt token.
   1. pyintro: ``pyintro.sweep`` (batched over a shared prefix), with full_vocab=True (the
      default: full logits rows, softmax over the vocabulary) and with full_vocab=False (only the
      Yes/No logits are gathered);
-  2. pyintro one point at a time, no prefix reuse (``model.points(..., reuse_prefix=False)``);
+  2. pyintro one point at a time, no prefix reuse (``Settings(reuse_prefix=False)``);
   3. llama-cpp-python alone: llama.cpp's control vector (``llama_set_adapter_cvec``; it adds the
      vector to every token), one full decode per point, KV cache cleared in between;
   4. Hugging Face transformers on the same GGUF (dequantized to float32), a forward hook adding
@@ -47,6 +47,7 @@ from _common import RESULTS, OtherLoad, interleaved, machine, machine_line, repo
 from hf_reference import HFModel, LlamaCvec, PeakRSS, b_values, pearson, rss_mb  # noqa: E402
 
 import pyintro  # noqa: E402
+from pyintro.model import Settings  # noqa: E402
 from pyintro import Injection  # noqa: E402
 from pyintro.experiments.questions import CONTROL_NO, INTROSPECTION, Question, prompt_ids  # noqa: E402
 from pyintro.readout import yes_no_ids  # noqa: E402
@@ -119,7 +120,7 @@ def main() -> None:
     rss_after = rss_mb()
     b_pyintro = {(r["question_kind"], r["layer"], r["strength"]): r["b"] for r in rows}
     # -- the limit -------------------------------------------------------------------------------
-    plain = pyintro.Model.load(args.model, n_threads=args.threads, eval_callback=False)
+    plain = pyintro.Model.load(args.model, n_threads=args.threads, settings=Settings(eval_callback=False))
     per_q = {kind: sum(1 for k, _, _ in grid if k == kind) for kind in qs}
     step = hooked.n_seq_max  # the sweep's chunk: as many points as one batch holds (1-token suffix)
 
@@ -140,9 +141,11 @@ def main() -> None:
     hf_batch_pts = order[: args.hf_batch * args.hf_batches]
     cached_pts = grid if not args.hf_cached_points else sorted(order[: args.hf_cached_points], key=grid.index)
 
+    naive_model = pyintro.Model.load(args.model, n_threads=args.threads, settings=Settings(reuse_prefix=False))
+
     def naive():
         for kind, L, s in naive_pts:
-            hooked.points(prompts[kind], [[Injection(dirs, L, s)]], vocab_ids=gather, reuse_prefix=False)
+            naive_model.points(prompts[kind], [[Injection(dirs, L, s)]], vocab_ids=gather)
 
     # -- llama-cpp-python alone ------------------------------------------------------------------
     cv = LlamaCvec(hooked.path, args.threads)
@@ -164,7 +167,7 @@ def main() -> None:
     checks = []
     with Reference(hooked.path, n_ctx=512, threads=args.threads) as ref:
         for kind, L, s in [("introspection", 5, 4.0), ("control", hooked.n_layer - 8, 2.0)]:
-            a = hooked.points(prompts[kind], [[Injection(dirs, L, s, "all")]], reuse_prefix=False)[0]
+            a = hooked.points(prompts[kind], [[Injection(dirs, L, s, "all")]])[0]  # "all": nothing is shared
             data = np.zeros((hooked.n_layer - 1, hooked.n_embd), np.float32)
             data[L - 1] = np.float32(s) * dirs[L]
             ref.set_cvec(data, L, L)

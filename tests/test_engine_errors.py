@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import pyintro
-from pyintro import Injection
+from pyintro import Injection, Positions
 
 
 def test_missing_model(tmp_path):
@@ -85,11 +85,11 @@ def test_non_finite_strength(vec, strength):
 
 def test_mask_longer_than_prompt(model, prompt, vec):
     with pytest.raises(ValueError, match="mask has"):
-        model.logits(prompt, inject=[Injection(vec, 3, 1.0, np.ones(len(prompt) + 1))])
+        model.logits(prompt, inject=[Injection(vec, 3, 1.0, Positions.weights(np.ones(len(prompt) + 1)))])
     with pytest.raises(ValueError, match="outside the prompt"):
-        model.logits(prompt, inject=[Injection(vec, 3, 1.0, [len(prompt)])])
+        model.logits(prompt, inject=[Injection(vec, 3, 1.0, Positions.tokens([len(prompt)]))])
     with pytest.raises(ValueError, match="outside the prompt"):
-        model.logits(prompt, inject=[Injection(vec, 3, 1.0, len(prompt) + 2)])
+        model.logits(prompt, inject=[Injection(vec, 3, 1.0, Positions.start(len(prompt) + 2))])
 
 
 def test_prompt_longer_than_context(vec):

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import pyintro
 from pyintro import ConceptVector, Injection, Positions
+from pyintro.model import Settings
 
 FAST = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -29,6 +30,14 @@ N_LAYER, N_EMBD, N_VOCAB = 30, 576, 49152
 @pytest.fixture(scope="module")
 def fuzz_model():
     m = pyintro.Model.load(n_threads=1, n_ctx=512, n_seq_max=8)
+    yield m
+    m.close()
+
+
+@pytest.fixture(scope="module")
+def fuzz_fresh():
+    """The same model with nothing shared between points (Settings.reuse_prefix=False)."""
+    m = pyintro.Model.load(n_threads=1, n_ctx=512, n_seq_max=8, settings=Settings(reuse_prefix=False))
     yield m
     m.close()
 
@@ -221,13 +230,14 @@ def model_calls(draw, ids):
     return call, points, rows, vocab, layers, reuse
 
 
-def _check_model_call(model, ids, call, points, rows, vocab, layers, reuse):
+def _check_model_call(models, ids, call, points, rows, vocab, layers, reuse):
+    model = models[0] if reuse else models[1]
     try:
         if call == "points":
-            out = model.points(ids, points, vocab_ids=vocab, rows=rows, reuse_prefix=reuse)
+            out = model.points(ids, points, vocab_ids=vocab, rows=rows)
             assert out.shape[0] == len(points)
         elif call == "logits":
-            out = model.logits(ids, inject=points[0] if points else (), rows=rows, reuse_prefix=reuse)
+            out = model.logits(ids, inject=points[0] if points else (), rows=rows)
         else:
             out = model.capture(ids, layers=layers, inject=points[0] if points else ())
             assert out.shape[1:] == (len(ids), N_EMBD)
@@ -237,14 +247,14 @@ def _check_model_call(model, ids, call, points, rows, vocab, layers, reuse):
         return "error"
 
 
-def test_model_calls_never_crash(fuzz_model, fuzz_ids):
+def test_model_calls_never_crash(fuzz_model, fuzz_fresh, fuzz_ids):
     base = fuzz_model.logits(fuzz_ids)
     seen = []
 
     @settings(FAST, max_examples=50)
     @given(args=model_calls(fuzz_ids))
     def prop(args):
-        seen.append(_check_model_call(fuzz_model, fuzz_ids, *args))
+        seen.append(_check_model_call((fuzz_model, fuzz_fresh), fuzz_ids, *args))
 
     prop()
     assert "ok" in seen and "error" in seen
@@ -252,13 +262,13 @@ def test_model_calls_never_crash(fuzz_model, fuzz_ids):
 
 
 @pytest.mark.slow
-def test_model_calls_never_crash_many(fuzz_model, fuzz_ids):
+def test_model_calls_never_crash_many(fuzz_model, fuzz_fresh, fuzz_ids):
     base = fuzz_model.logits(fuzz_ids)
 
     @settings(SLOW, max_examples=400)
     @given(args=model_calls(fuzz_ids))
     def prop(args):
-        _check_model_call(fuzz_model, fuzz_ids, *args)
+        _check_model_call((fuzz_model, fuzz_fresh), fuzz_ids, *args)
 
     prop()
     assert np.array_equal(fuzz_model.logits(fuzz_ids), base)

@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
+import pyintro
 from pyintro import Injection
 from pyintro.experiments.questions import CONTROL_NO, INTROSPECTION, Question, prompt_ids
+from pyintro.model import Settings
 from pyintro.readout import POOLED_NO as DEFAULT_NO, POOLED_YES as DEFAULT_YES, Belief, belief, yes_no, yes_no_ids
 from pyintro.readout import single_token_ids as answer_ids
 
@@ -70,7 +72,9 @@ def test_belief_under_injection(m, ids):
     v = rng.standard_normal(m.n_embd).astype(np.float32) * 8.0
     inj = [Injection(v, 12, 1.0)]
     clean, pushed = m.belief(ids), m.belief(ids, inject=inj)
-    logits = m.logits(ids, inject=inj, reuse_prefix=False)[0]  # the prompt decoded alone: the same logits
+    with pyintro.Model.load(m.path, n_threads=2, n_gpu_layers=m.n_gpu_layers,
+                            settings=Settings(reuse_prefix=False)) as alone:
+        logits = alone.logits(ids, inject=inj)[0]  # the prompt decoded alone: the same logits
     assert pushed.b == lse(logits[list(pushed.yes_ids)]) - lse(logits[list(pushed.no_ids)])
     assert abs(pushed.b - clean.b) > 1e-3  # the injection changes the answer
 

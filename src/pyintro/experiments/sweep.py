@@ -25,6 +25,7 @@ from pyintro.experiments.stats import evenly_spaced, shard_of
 from pyintro.extract import contrast
 from pyintro.norms import strength_factors
 from pyintro.injection import Injection, Layers, Positions, Strengths, as_positions
+from pyintro.model import points_per_call
 from pyintro.readout import yes_no, yes_no_ids
 from pyintro.vectors import directions, load_for
 
@@ -153,7 +154,7 @@ def _chunk_size(model, ids: list[int], positions: Positions, chunk: Optional[int
     """Points per ``model.points`` call (and per CSV write): what one call holds, at most ``chunk``."""
     touched = np.flatnonzero(positions.mask_for(len(ids)))
     first = int(touched[0]) if len(touched) else len(ids) - 1
-    step = model.points_per_call(first, len(ids) - first)
+    step = points_per_call(model, first, len(ids) - first)
     return step if chunk is None else min(step, int(chunk))
 
 
