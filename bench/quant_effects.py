@@ -39,7 +39,8 @@ from hf_reference import pearson  # noqa: E402
 
 import pyintro  # noqa: E402
 from pyintro.quantize import ladder  # noqa: E402
-from pyintro.experiments.sweep import analyze, sweep  # noqa: E402
+from pyintro.experiments.sweep import sweep  # noqa: E402
+from pyintro.experiments.sweep_analysis import analyze  # noqa: E402
 from pyintro.experiments.questions import INTROSPECTION  # noqa: E402
 
 TYPES = ["f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q3_k_m", "q2_k"]

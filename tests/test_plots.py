@@ -80,7 +80,7 @@ def test_plotting_leaves_the_matplotlib_backend_alone(rows, tmp_path):
 
 
 def test_slices_default_to_the_telling_point_and_say_so(rows, tmp_path):
-    from pyintro.experiments.sweep import favourable_point, figures
+    from pyintro.experiments.sweep_analysis import favourable_point, figures
 
     layer, strength = favourable_point(rows)
     pts = {(r["layer"], r["strength"]): r for r in rows}

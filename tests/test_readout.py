@@ -38,8 +38,17 @@ def test_answer_ids_keep_single_token_variants(m):
         yes_no_ids(m, ["Yes"], ["Yes", "No"])
 
 
-def test_belief_equals_logsumexp_of_full_logits(m, ids):
+def test_default_readout_is_the_plain_logit_difference(m, ids):
+    # The default answer tokens are "Yes" and "No", one token each (the follow-up post's b).
     bel = m.belief(ids)
+    logits = m.logits(ids)[0]
+    (y,), (n,) = bel.yes_ids, bel.no_ids
+    assert (m.token_str(y), m.token_str(n)) == ("Yes", "No")
+    assert bel.b == float(logits[y]) - float(logits[n])  # bit for bit
+
+
+def test_belief_equals_logsumexp_of_full_logits(m, ids):
+    bel = m.belief(ids, yes=DEFAULT_YES, no=DEFAULT_NO)  # the pooled spellings
     assert isinstance(bel, Belief)
     logits = m.logits(ids)[0].astype(np.float64)  # [n_vocab]
     yes, no = answer_ids(m, DEFAULT_YES), answer_ids(m, DEFAULT_NO)

@@ -6,7 +6,8 @@ GGUF file it is the tensor ``direction.L``.
 """
 
 from pyintro.stimuli import BASELINE_WORDS, CONCEPT_WORDS
-from pyintro.experiments.sweep import analyze, sweep
+from pyintro.experiments.sweep import sweep
+from pyintro.experiments.sweep_analysis import analyze
 from pyintro.extract import contrast, mean_difference, pca
 from pyintro.files import default_model_path
 from pyintro.injection import Injection, Layers, Positions, Strengths

@@ -21,7 +21,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
-__all__ = ["b_vs_layer", "b_vs_strength", "by_depth", "curves", "drift", "drift_metric", "heatmaps", "per_concept"]
+__all__ = ["b_vs_layer", "b_vs_strength", "by_depth", "curves", "drift", "drift_metric", "heatmaps", "per_concept",
+           "shift_scatter", "small_multiples"]
 
 _SUFFIXES = (".png", ".svg")
 STRONG = "#c0392b"  # the introspection question
@@ -84,7 +85,7 @@ def _grid(recs, kind: str, value: str, layers, strengths) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def heatmaps(rows, path, introspection: str = "introspection"):
+def heatmaps(rows, path, introspection: str = "introspection", title: str = ""):
     """b over layer x strength, one panel per question kind (introspection first), with one
     shared diverging colour scale centred at 0 (red: Yes, blue: No). Kinds with several
     questions show their mean b."""
@@ -108,6 +109,8 @@ def heatmaps(rows, path, introspection: str = "introspection"):
         ax.set_xlabel("strength")
     axes[0].set_ylabel("layer")
     fig.colorbar(im, ax=list(axes), label=B_LABEL)
+    if title:
+        fig.suptitle(title)
     return _save(fig, path)
 
 
@@ -136,23 +139,24 @@ def _slice(recs, path, x_name: str, fixed_name: str, fixed, xlabel: str, title: 
                 label=f"introspection: {text if len(text) <= 48 else text[:47] + '…'}")
     _style(ax, xlabel)
     ax.set_title(title, fontsize="medium")
-    ax.legend(fontsize="small", frameon=False)
+    _legend_below(ax)
     return _save(fig, path)
 
 
-def b_vs_strength(rows, path, layer: int, why: str = "", introspection: str = "introspection"):
+def b_vs_strength(rows, path, layer: int, why: str = "", introspection: str = "introspection", title: str = ""):
     """b against strength at ``layer``; ``why`` (the reason for that layer) goes under the title."""
-    return _sliced(rows, path, "strength", "layer", layer, why, introspection)
+    return _sliced(rows, path, "strength", "layer", layer, why, introspection, title)
 
 
-def b_vs_layer(rows, path, strength: float, why: str = "", introspection: str = "introspection"):
+def b_vs_layer(rows, path, strength: float, why: str = "", introspection: str = "introspection", title: str = ""):
     """b against layer at ``strength``; ``why`` (the reason for that strength) goes under the title."""
-    return _sliced(rows, path, "layer", "strength", strength, why, introspection)
+    return _sliced(rows, path, "layer", "strength", strength, why, introspection, title)
 
 
-def _sliced(rows, path, x_name: str, fixed_name: str, fixed, why: str, introspection: str):
+def _sliced(rows, path, x_name: str, fixed_name: str, fixed, why: str, introspection: str, model: str = ""):
     _check_path(path)
-    title = f"b against {x_name} at {fixed_name} {fixed:g}" + (f"\n{why.strip()}" if why else "")
+    title = (f"{model}: " if model else "") + f"b against {x_name} at {fixed_name} {fixed:g}" + \
+        (f"\n{why.strip()}" if why else "")
     return _slice(_records(rows), path, x_name, fixed_name, fixed, x_name, title, introspection)
 
 
@@ -214,37 +218,85 @@ def by_depth(cells, path, panels: Sequence[tuple[str, str, float | None]], contr
             ax.fill_between(xs, [min(ctrl[x]) for x in xs], [max(ctrl[x]) for x in xs], color=GREY, alpha=0.25,
                             linewidth=0, label=f"{control} vectors: min to max")
             ax.plot(xs, [float(np.mean(ctrl[x])) for x in xs], color=GREY, linewidth=1.2, label=f"{control}: mean")
-        for s, colour in zip(strengths, colours):
+        for i, (s, colour) in enumerate(zip(strengths, colours)):
             pts = sorted((float(c["depth"]), float(c[col])) for c in main if float(c["strength"]) == s)
-            if pts:
-                ax.plot(*zip(*pts), color=colour, linewidth=1.8, marker="o", markersize=3, label=f"strength {s:g}")
+            if pts:  # a line style and a marker each, so that lines on top of each other stay visible
+                ax.plot(*zip(*pts), color=colour, linewidth=1.8, linestyle=("-", "--", "-.", ":")[i % 4],
+                        marker="os^D"[i % 4], markersize=4, markerfacecolor="none", label=f"strength {s:g}")
         if chance is not None:
             ax.axhline(chance, color="black", linestyle=":", linewidth=1, label=f"chance ({chance:g})")
         if baselines and col in baselines and np.isfinite(float(baselines[col])):
             ax.axhline(float(baselines[col]), color=GREY, linestyle="--", linewidth=1.4, label="no injection")
         _style(ax, "layer (fraction of depth)", label)
-    axes[0].legend(fontsize="small", frameon=False)
+    _legend_below(axes[0])
     if title:
         fig.suptitle(title)
     return _save(fig, path)
 
 
-def per_concept(rows, path, value: str, label: str, title: str = ""):
-    """One horizontal bar per concept: ``value`` at each concept's own best cell (its highest)."""
+def per_concept(rows, path, value: str, label: str, title: str = "", null: str | None = None):
+    """One horizontal bar per concept: ``value`` at each concept's own best cell (its highest),
+    and with ``null`` the same concept's best under that condition (e.g. its random vector) beside
+    it, so that a best-of-many is never shown without the best-of-many of its null."""
     _check_path(path)
-    recs = [r for r in _records(rows) if r.get("condition") == "concept" and r[value] != ""]
-    best: dict[str, float] = {}
+    recs = [r for r in _records(rows) if r.get(value, "") != ""]
+    best: dict[tuple, float] = {}
     for r in recs:
-        best[r["concept"]] = max(best.get(r["concept"], -np.inf), float(r[value]))
-    names = sorted(best, key=lambda w: best[w])
-    fig = _figure(6.0, 1.0 + 0.18 * len(names))
+        if r.get("condition") in ("concept", null):
+            k = (r["condition"], r["concept"])
+            best[k] = max(best.get(k, -np.inf), float(r[value]))
+    names = sorted({w for c, w in best if c == "concept"}, key=lambda w: best[("concept", w)])
+    fig = _figure(6.4, 1.4 + 0.22 * len(names))
     ax = fig.subplots()
-    ax.barh(range(len(names)), [best[w] for w in names], color=STRONG)
-    ax.set_yticks(range(len(names)), names, fontsize="small")
+    y = np.arange(len(names))
+    h = 0.4 if null else 0.8
+    ax.barh(y + (h / 2 if null else 0), [best[("concept", w)] for w in names], height=h, color=STRONG,
+            label="concept vector")
+    if null:
+        ax.barh(y - h / 2, [best.get((null, w), np.nan) for w in names], height=h, color=GREY,
+                label=f"{null} vector (the null)")
+    ax.set_yticks(y, names, fontsize="small")
     _style(ax, label, "")
     ax.axvline(0.0, color="black", linewidth=0.6)
     if title:
         ax.set_title(title, fontsize="medium")
+    _legend_below(ax)
+    return _save(fig, path)
+
+
+def _legend_below(ax, size: str = "small") -> None:
+    """The legend under the axes, where it cannot cover the data."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(fontsize=size, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+                  ncol=min(3, len(handles)))
+
+
+def shift_scatter(cells, path, vector: str, title: str = ""):
+    """Each cell's introspection shift (Δb from the uninjected answer) against the control
+    questions' mean shift, on the identity line: points on it move every yes/no answer alike.
+    ``vector``'s cells are coloured by strength; the random vectors' (the null) are grey."""
+    _check_path(path)
+    recs = _records(cells)
+    fig = _figure(6.0, 6.4)
+    ax = fig.subplots()
+    null = [c for c in recs if c["vector"] != vector]
+    if null:
+        ax.scatter([c["control_shift"] for c in null], [c["intro_shift"] for c in null], s=9, color=GREY, alpha=0.5,
+                   label="random vectors (the null)")
+    main = [c for c in recs if c["vector"] == vector]
+    strengths = sorted({float(c["strength"]) for c in main})
+    for s, colour in zip(strengths, _strength_colours(len(strengths))):
+        pts = [c for c in main if float(c["strength"]) == s]
+        ax.scatter([c["control_shift"] for c in pts], [c["intro_shift"] for c in pts], s=14, color=colour,
+                   label=f"{vector}, strength {s:g}" if len(strengths) <= 6 or s in (strengths[0], strengths[-1]) else None)
+    values = [c[k] for c in recs for k in ("control_shift", "intro_shift")]
+    lo, hi = min(values), max(values)
+    ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8, label="identity: the same shift")
+    _style(ax, "control questions: mean Δb from no injection", "introspection question: Δb from no injection")
+    ax.set_title((f"{title}: " if title else "") + "shifts of the introspection answer against the controls'",
+                 fontsize="medium")
+    _legend_below(ax)
     return _save(fig, path)
 
 
@@ -276,7 +328,7 @@ def curves(path, panels: Sequence[dict], title: str = "", xlabel: str = "layer (
             x = x[order]
             if ln.get("band"):
                 ax.fill_between(x, np.asarray(ln["lo"], float)[order], np.asarray(ln["hi"], float)[order], color=GREY,
-                                alpha=0.25, linewidth=0, label=ln["label"])
+                                alpha=0.15, linewidth=0, label=ln["label"])
                 if "y" in ln:
                     ax.plot(x, np.asarray(ln["y"], float)[order], color=GREY, linewidth=1.2)
                 continue
@@ -284,7 +336,7 @@ def curves(path, panels: Sequence[dict], title: str = "", xlabel: str = "layer (
             y = np.asarray(ln["y"], float)[order]
             if "lo" in ln and "hi" in ln:
                 ax.fill_between(x, np.asarray(ln["lo"], float)[order], np.asarray(ln["hi"], float)[order],
-                                color=colour, alpha=0.18, linewidth=0)
+                                color=colour, alpha=0.1, linewidth=0)
             ax.plot(x, y, color=colour, linestyle=ln.get("style", "-"), linewidth=1.8, marker="o", markersize=2.5,
                     label=ln["label"])
         for y, label in panel.get("hlines", []):
@@ -294,7 +346,36 @@ def curves(path, panels: Sequence[dict], title: str = "", xlabel: str = "layer (
         _style(ax, xlabel, panel.get("ylabel", ""))
         if panel.get("title"):
             ax.set_title(panel["title"], fontsize="medium")
-        ax.legend(fontsize="x-small", frameon=False)
+        _legend_below(ax, "x-small")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def small_multiples(path, panels: Sequence[dict], title: str = "", xlabel: str = "", ylabel: str = ""):
+    """A grid of small panels of named curves (as ``curves`` takes them), one shared legend."""
+    _check_path(path)
+    if not panels:
+        raise ValueError("no panels to draw")
+    cols = min(4, len(panels))
+    nrows = -(-len(panels) // cols)
+    fig = _figure(3.2 * cols, 2.4 * nrows + 0.8)
+    axes = fig.subplots(nrows, cols, squeeze=False)
+    for ax, panel in zip(axes.ravel(), panels):
+        for ln in panel["lines"]:
+            if ln.get("band"):
+                ax.fill_between(ln["x"], ln["lo"], ln["hi"], color=GREY, alpha=0.2, linewidth=0, label=ln["label"])
+            else:
+                ax.plot(ln["x"], ln["y"], color=ln.get("colour"), linewidth=1.3, label=ln["label"])
+        ax.set_title(panel["title"], fontsize="small")
+        ax.tick_params(labelsize="x-small")
+        ax.grid(alpha=0.25)
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize="small", frameon=False)
+    fig.supxlabel(xlabel, fontsize="small")
+    fig.supylabel(ylabel, fontsize="small")
     if title:
         fig.suptitle(title)
     return _save(fig, path)

@@ -9,9 +9,12 @@ Every experiment reads its points through these functions:
 - a forced choice: the rank of a candidate among others by log-likelihood (``rank``);
 - the cosine of captured activations with concept vectors (``cosines``).
 
-"Yes" and "No" are token *sets*: the spelling variants that are one token in the model's
-vocabulary. A set's logit is the log-sum-exp of its tokens' logits, so b is the log-odds of
-"some Yes token" against "some No token".
+**The answer tokens** (``answer_words``): by default one token each, b = logit("Yes") -
+logit("No"), as the follow-up post defines it; in a raw transcript, where the answer follows
+"Assistant:", the space-led " Yes" and " No". ``"pooled"`` takes every single-token spelling
+(" Yes", "YES", "yes", ...) as one set, whose logit is the log-sum-exp of its tokens' logits. Pooling
+lets a vector that raises "YES" and "NO" (the all-caps vector does) move b directly, so the
+experiments record b under both and say whether the choice matters.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["POOLED_NO", "POOLED_YES", "Belief", "YesNo", "belief", "cosines", "from_logits", "log_odds",
-           "logsumexp", "rank", "single_token_ids", "yes_no", "yes_no_ids"]
+__all__ = ["POOLED_NO", "POOLED_YES", "Belief", "YesNo", "answer_words", "belief", "cosines", "from_logits",
+           "log_odds", "logsumexp", "rank", "single_token_ids", "yes_no", "yes_no_ids"]
 
 POOLED_YES = ("Yes", " Yes", "YES", "yes", " yes")
 POOLED_NO = ("No", " No", "NO", "no", " no")
@@ -54,20 +57,45 @@ def single_token_ids(model, words: Iterable[str]) -> list[int]:
     return ids
 
 
+def answer_words(model, answers="default") -> tuple[list[str], list[str]]:
+    """The Yes and No spellings ``answers`` names: "default" ("Yes" / "No", space-led in a raw
+    transcript), "pooled" (every spelling in ``POOLED_YES`` / ``POOLED_NO``), a (yes, no) pair of
+    lists, or the CLI's "Yes,yes/No,no"."""
+    if isinstance(answers, (tuple, list)) and len(answers) == 2:
+        return list(answers[0]), list(answers[1])
+    if answers == "default":
+        lead = " " if getattr(model.prompt_format, "kind", "") == "raw" else ""
+        return [lead + "Yes"], [lead + "No"]
+    if answers == "pooled":
+        return list(POOLED_YES), list(POOLED_NO)
+    if isinstance(answers, str) and answers.count("/") == 1:
+        yes, no = ([w for w in side.split(",") if w] for side in answers.split("/"))
+        if yes and no:
+            return yes, no
+    raise ValueError(f"answer tokens {answers!r}: use default, pooled, or YES,...,/NO,... (e.g. 'Yes,yes/No,no')")
+
+
 def yes_no_ids(model, yes: Optional[Sequence[str]] = None, no: Optional[Sequence[str]] = None):
-    """(yes_ids, no_ids) for the given spellings (None: the pooled sets); the sets must not overlap."""
-    y = single_token_ids(model, POOLED_YES if yes is None else yes)
-    n = single_token_ids(model, POOLED_NO if no is None else no)
+    """(yes_ids, no_ids) for the given spellings (None: the default answers); the sets must not overlap."""
+    dy, dn = answer_words(model)
+    y = single_token_ids(model, dy if yes is None else yes)
+    n = single_token_ids(model, dn if no is None else no)
     if set(y) & set(n):
         raise ValueError("the Yes and No word lists share a token; give disjoint spellings")
     return y, n
 
 
 class YesNo:
-    """The Yes and No token sets of one model, read from logits or from a prompt tree."""
+    """The Yes and No token sets of one model (``answers`` as ``answer_words`` takes it), read
+    from logits or from a prompt tree."""
 
-    def __init__(self, model, yes: Optional[Sequence[str]] = None, no: Optional[Sequence[str]] = None):
-        self.yes, self.no = yes_no_ids(model, yes, no)
+    def __init__(self, model, answers="default"):
+        self.answers = answers if isinstance(answers, str) else "custom"
+        self.yes, self.no = yes_no_ids(model, *answer_words(model, answers))
+
+    def describe(self, model) -> dict:
+        return {"answers": self.answers, "yes_ids": self.yes, "no_ids": self.no,
+                "yes": [model.token_str(t) for t in self.yes], "no": [model.token_str(t) for t in self.no]}
 
     @property
     def ids(self) -> list[int]:
@@ -79,11 +107,13 @@ class YesNo:
         """Each id as a one-token continuation (for ``Model.score``)."""
         return [[t] for t in self.ids]
 
-    def b(self, lp: np.ndarray) -> np.ndarray:
-        """b per point from a prompt tree whose first continuations are ``continuations``:
-        lp [n_points, n_continuations, max_len] (its first-token log-probabilities)."""
-        first = np.asarray(lp)[:, :len(self.ids), 0]
-        return logsumexp(first[:, :len(self.yes)]) - logsumexp(first[:, len(self.yes):])
+    def b(self, lp: np.ndarray, ids: Optional[Sequence[int]] = None) -> np.ndarray:
+        """b per point from a prompt tree: lp [n_points, n_continuations, max_len], whose first
+        continuations are the one-token answers ``ids`` (default: ``continuations``, in order)."""
+        ids = self.ids if ids is None else list(ids)
+        col = {t: i for i, t in enumerate(ids)}
+        first = np.asarray(lp)[:, :len(ids), 0]
+        return logsumexp(first[:, [col[t] for t in self.yes]]) - logsumexp(first[:, [col[t] for t in self.no]])
 
 
 # -- reading logits ---------------------------------------------------------------------------------
@@ -153,7 +183,8 @@ def belief(model, ids: Sequence[int], inject=(), yes: Optional[Sequence[str]] = 
            no: Optional[Sequence[str]] = None) -> Belief:
     """The Yes/No belief at the last token of ``ids`` under ``inject`` (one decode, full logits).
 
-    yes, no: spellings to try (None: the pooled sets); multi-token ones are dropped.
+    yes, no: spellings to try (None: the default answers, ``answer_words``); multi-token ones
+             are dropped.
     In a batch-invariant Model (the default), b equals the same point's b in any sweep, bit for bit.
     """
     yes_ids, no_ids = yes_no_ids(model, yes, no)

@@ -121,11 +121,12 @@ def test_ask_plain_injected_and_json(caps):
 
 def test_sweep_shard_merge_and_plot(caps, tmp_path):
     full = tmp_path / "full"
-    assert invoke("run", "--vector", caps, "--controls", 1, *GRID, "--out", full).exit_code == 0
+    only = ["--controls", 1, "--yes-controls", 0, "--random", 0]
+    assert invoke("run", "--vector", caps, *only, *GRID, "--out", full).exit_code == 0
     parts = []
     for k in (1, 2):
         part = tmp_path / "shards" / f"part{k}"
-        assert invoke("run", "--vector", caps, "--controls", 1, *GRID, "--shard", f"{k}/2", "--out", part).exit_code == 0
+        assert invoke("run", "--vector", caps, *only, *GRID, "--shard", f"{k}/2", "--out", part).exit_code == 0
         parts.append(part)
     merged = tmp_path / "merged"
     assert invoke("merge", tmp_path / "shards", "--out", merged).exit_code == 0
@@ -143,24 +144,29 @@ def test_sweep_shard_merge_and_plot(caps, tmp_path):
 
 def test_run_end_to_end(tmp_path):
     out = tmp_path / "run"
-    result = invoke("run", "--out", out, "--layers", "0,12,24", "--strengths", "0,5,10", "--controls", 2)
+    result = invoke("run", "--out", out, "--layers", "0,12,24", "--strengths", "0,5,10", "--controls", 2,
+                    "--yes-controls", 1, "--random", 1)
     assert result.exit_code == 0, result.output
-    assert "correlation of introspection b with control b" in result.output
-    for name in ("caps.gguf", "results.csv", "heatmap.png", "strength.png", "layer.png", "summary.json"):
+    assert "the correlation of the introspection answer's shifts with the controls'" in result.output
+    for name in ("caps.gguf", "results.csv", "cells.csv", "heatmap.png", "strength.png", "layer.png", "shifts.png",
+                 "summary.json"):
         assert (out / name).stat().st_size > 0
     summary = json.loads((out / "summary.json").read_text())
     rows = read(out / "results.csv")
-    assert summary["n_points"] == len(rows) == 3 * 3 * 3
-    intro = np.array([float(r["b"]) for r in rows if r["question_kind"] == "introspection"])
-    ctrl = np.array([[float(r["b"]) for r in rows if r["question"] == q] for q in
-                     sorted({r["question"] for r in rows if r["question_kind"] == "control"})]).mean(axis=0)
-    assert summary["introspection_control_correlation"] == pytest.approx(np.corrcoef(intro, ctrl)[0, 1], abs=1e-6)
-
+    assert summary["n_rows"] == len(rows) == 3 * 3 * (1 + 2 + 1) * 2  # layers x strengths x questions x vectors
+    caps = [r for r in rows if r["vector"] == "caps"]
+    intro = np.array([float(r["b"]) for r in caps if r["question_kind"] == "introspection"])
+    ctrl = np.array([[float(r["b"]) for r in caps if r["question"] == q] for q in
+                     sorted({r["question"] for r in caps if r["question_kind"] == "control"})]).mean(axis=0)
+    assert summary["levels"]["correlation"] == pytest.approx(np.corrcoef(intro, ctrl)[0, 1], abs=1e-6)
+    assert summary["verdict"].startswith("b over") and "null max" in summary["verdict"]
+    assert summary["answers"]["yes"] == ["Yes"] and summary["pooled"]["best"] is not None
 
 def test_sweep_killed_with_sigkill_resumes_to_the_full_set(caps, tmp_path):
     folder = tmp_path / "big"
     out = folder / "results.csv"
-    cmd = [sys.executable, "-m", "pyintro.cli", "run", "--vector", str(caps), "--controls", "1", "--threads", "1",
+    cmd = [sys.executable, "-m", "pyintro.cli", "run", "--vector", str(caps), "--controls", "1", "--yes-controls", "0",
+           "--random", "0", "--threads", "1",
            "--layers", "0:30", "--strengths", "0:12", "--out", str(folder)]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -182,7 +188,8 @@ def test_sweep_killed_with_sigkill_resumes_to_the_full_set(caps, tmp_path):
 def test_sweep_ctrl_c_saves_whole_batches_and_says_how_to_resume(caps, tmp_path):
     folder = tmp_path / "big"
     out = folder / "results.csv"
-    cmd = [sys.executable, "-m", "pyintro.cli", "run", "--vector", str(caps), "--controls", "1", "--threads", "1",
+    cmd = [sys.executable, "-m", "pyintro.cli", "run", "--vector", str(caps), "--controls", "1", "--yes-controls", "0",
+           "--random", "0", "--threads", "1",
            "--layers", "0:30", "--strengths", "0:12", "--out", str(folder)]
     # SIGINT at its default in the child, even when this run's shell started us in the background
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

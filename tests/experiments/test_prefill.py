@@ -115,7 +115,8 @@ def test_cells(rows):
     none, match, rand = cs[("none", -1, 0.0)], cs[("matching", 19, 4.0)], cs[("random", 19, 4.0)]
     assert match["reduction"] == min(none["p_apology"], rand["p_apology"]) - match["p_apology"]
     assert match["b_gain"] == match["b_meant"] - max(none["b_meant"], rand["b_meant"])
-    assert np.isnan(rand["reduction"]) and cs[("matching", 9, 0.0)]["reduction"] == 0.0  # strength 0: none
+    assert rand["reduction"] == none["p_apology"] - rand["p_apology"]  # the null: the same measure for a random word
+    assert cs[("matching", 9, 0.0)]["reduction"] == 0.0  # strength 0: none
 
 
 def invoke(*args):

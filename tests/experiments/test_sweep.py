@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from pyintro import Injection, Positions
-from pyintro.experiments.sweep import COLUMNS, analyze, sweep
+from pyintro.experiments.sweep import COLUMNS, sweep
+from pyintro.experiments.sweep_analysis import analyze
 from pyintro.experiments.questions import CONTROL_NO, INTROSPECTION, Question, prompt_ids
 from pyintro.norms import strength_factors
 from pyintro.vectors import random_like

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from pyintro import Injection, Positions
 from pyintro.cli import main
-from pyintro.experiments import merge, pairs, thoughts
+from pyintro.experiments import merge, pairs, thoughts, thoughts_analysis
 from pyintro.stimuli import CONCEPT_WORDS, SENTENCES
 
 GRID = dict(layers=[9, 19], strengths=[0.0, 4.0])
@@ -81,8 +81,8 @@ def test_resume_gives_the_same_csv(m, lib, pair_list, rows, tmp_path):
     text = full.read_text()
     lines = text.splitlines(keepends=True)
     out = tmp_path / "results.csv"
-    assert len(lines) == 1 + 2 * 5  # the header, then each pair's uninjected row and its 4 points
-    out.write_text("".join(lines[:6]) + lines[6][:10])  # killed while writing the second pair's rows
+    assert len(lines) == 1 + 2 * 9  # the header, then each pair's uninjected row and its 2 x 4 points
+    out.write_text("".join(lines[:12]) + lines[12][:10])  # killed while writing the second pair's rows
     (tmp_path / "results.csv.json").write_text(full.with_name("results.csv.json").read_text())
     thoughts.thoughts(m, lib, pair_list[:2], out=out, resume=True, progress=False, **GRID)
     assert out.read_text() == text
@@ -123,13 +123,13 @@ def test_merge_names_missing_shards_and_refuses_other_runs(m, lib, pair_list, tm
 
 def test_cells_and_summary(rows):
     rows, _ = rows
-    cs = thoughts.cells(rows)
+    cs = thoughts_analysis.cells(rows)
     none = next(c for c in cs if c["condition"] == "none")
     assert none["n"] == 2 and none["layer"] == -1 and none["repeat_lp_shift"] == 0.0
-    cell = next(c for c in cs if (c["layer"], c["strength"]) == (19, 4.0))
-    rs = [r for r in rows if (r["layer"], r["strength"]) == (19, 4.0)]
+    cell = next(c for c in cs if (c["condition"], c["layer"], c["strength"]) == ("injected", 19, 4.0))
+    rs = [r for r in rows if (r["condition"], r["layer"], r["strength"]) == ("injected", 19, 4.0)]
     assert cell["think"] == np.mean([r["think_top1"] for r in rs]) and cell["joint"] <= cell["think"]
-    head = thoughts.summary(rows)
+    head = thoughts_analysis.summary(rows)
     assert head["best_cell"]["condition"] == "injected" and head["chance"] == 0.1
 
 

@@ -56,6 +56,17 @@ OPTIONS = {
                                "join the N folders with `pyintro merge`."),
     "resume": click.option("--resume", is_flag=True, help="Keep the finished rows in OUT and compute the rest."),
 }
+# Options that several experiments take, each declared here once.
+answer_tokens_option = click.option(
+    "--answer-tokens", "answers", default="default", show_default=True,
+    help="The tokens of b = logit(Yes) - logit(No): default (one token each, 'Yes'/'No', space-led in a raw "
+         "transcript), pooled (every single-token spelling), or YES,.../NO,... (e.g. 'Yes,yes/No,no').")
+trials_option = click.option("--trials", "n_trials", type=click.IntRange(min=1), default=None,
+                             help="Sample N answers per cell at temperature 1 and grade them (the paper's way) "
+                                  "instead of the judge-free scores.")
+judge_option = click.option("--judge", default=None,
+                            help="With --trials: a GGUF model (path or alias) that grades the answers with the "
+                                 "paper's grader prompts (default: keyword rules).")
 PLAN_OPTIONS = [
     click.option("--plan", "plan_only", is_flag=True,
                  help="Print what the run will cost (cells, rows, token rows, memory, wall time on this machine, from "

@@ -51,7 +51,7 @@ def merge(folders, out_dir):
 def plot(folder, kind, layer, strength, out):
     """Draw an experiment's figures (and its cells and summary.json) again from its results folder."""
     from pyintro.experiments import finish, read_folder
-    from pyintro.experiments.sweep import figures
+    from pyintro.experiments.sweep_analysis import figures
 
     folder = folder.parent if folder.name == "results.csv" else folder
     exp, rows, meta = read_folder(folder)
@@ -62,7 +62,7 @@ def plot(folder, kind, layer, strength, out):
         if out is None or out.suffix.lower() not in (".png", ".svg"):
             raise click.UsageError("--kind needs --out FIGURE.png (or .svg)")
         check_out_file(out)
-        figures(rows, layer, strength)[f"{kind}.png"](out)
+        figures(rows, layer, strength, vector=(meta.get("context") or {}).get("vector"))[f"{kind}.png"](out)
         click.echo(f"wrote {out}")
         return
     out = check_out_dir(out or folder)

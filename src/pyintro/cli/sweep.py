@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from pyintro.cli import main
-from pyintro.cli.experiment import experiment_options, run_experiment
+from pyintro.cli.experiment import answer_tokens_option, experiment_options, run_experiment
 from pyintro.cli.options import finite, load_model, model_options
 
 positions_option = click.option("--positions", "where", default="last", show_default=True,
@@ -21,16 +21,21 @@ vector_option = click.option("--vector", type=click.Path(dir_okay=False, path_ty
 
 
 @main.command()
-@experiment_options("pyintro-run", take=("layers", "strengths", "quick", "shard", "resume"))
+@experiment_options("pyintro-run", take=("layers", "strengths", "quick", "seed", "shard", "resume"))
 @vector_option
 @click.option("--question", default=None, help="The introspection question (default: the post's).")
 @click.option("--control", "control_questions", multiple=True,
               help="A control question (repeatable; default: the post's 12, true answer No).")
 @click.option("--controls", type=click.IntRange(min=1), default=None,
-              help="Use only the first N of the default control questions.")
+              help="Use only the first N of the default control questions (true answer No; default 12).")
+@click.option("--yes-controls", type=click.IntRange(min=0), default=None,
+              help="Use the first N control questions whose true answer is Yes (default 5; --quick: 2).")
 @positions_option
 @relative_option
-def run(common, vector, question, control_questions, controls, where, relative):
+@click.option("--random", "n_random", type=click.IntRange(min=0), default=None,
+              help="Norm-matched random vectors swept beside the vector, the null (default 2; --quick: 1).")
+@answer_tokens_option
+def run(common, vector, question, control_questions, controls, yes_controls, where, relative, n_random, answers):
     """The follow-up post's experiment, end to end.
 
     Sweeps a vector (default: the all-caps vector, "HI! HOW ARE YOU?" minus "Hi! How are you?",
@@ -39,14 +44,17 @@ def run(common, vector, question, control_questions, controls, where, relative):
     strength.png, layer.png and summary.json.
     """
     from pyintro.experiments import sweep
-    from pyintro.experiments.questions import CONTROL_NO, INTROSPECTION
+    from pyintro.experiments.questions import CONTROL_NO, CONTROL_YES, INTROSPECTION
 
-    options = {"positions": where, "scale": "relative" if relative else "raw", "controls": controls}
+    options = {"positions": where, "scale": "relative" if relative else "raw", "controls": controls,
+               "yes_controls": yes_controls, "n_random": n_random, "answers": answers}
     if question or control_questions:
         if controls is not None and control_questions:
             raise click.UsageError("--controls picks among the default control questions; --control gives your own")
         options["questions"] = {"introspection": question or INTROSPECTION,
                                 "control": list(control_questions) or CONTROL_NO[:controls or len(CONTROL_NO)]}
+        if yes_controls != 0:
+            options["questions"]["control_yes"] = CONTROL_YES[:yes_controls]
     run_experiment(sweep.EXPERIMENT, common, vector=vector, **options)
 
 

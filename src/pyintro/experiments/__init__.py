@@ -5,10 +5,12 @@ Lindsey (2025) (``detection`` and ``trials``: experiment 1; ``thoughts``: 2; ``p
 (pyintro.readout); ``EXPERIMENTS`` maps each command's name to it.
 """
 
-from pyintro.experiments import control, detection, prefill, sweep, thoughts, trials
+from pyintro.experiments import (control, detection, prefill, prefill_trials, sweep, thoughts, thoughts_trials,
+                                 trials)
 from pyintro.experiments.protocol import Experiment, execute, finish, merge, read_folder, run
 
 EXPERIMENTS = {e.name: e for e in (sweep.EXPERIMENT, detection.EXPERIMENT, trials.EXPERIMENT, thoughts.EXPERIMENT,
-                                   prefill.EXPERIMENT, control.EXPERIMENT)}
+                                   thoughts_trials.TRIALS, prefill.EXPERIMENT, prefill_trials.TRIALS,
+                                   control.EXPERIMENT)}
 
 __all__ = ["EXPERIMENTS", "Experiment", "execute", "finish", "merge", "read_folder", "run"]

@@ -7,7 +7,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from pyintro.experiments.sweep import COLUMNS, SCHEMA, analyze, sweep
+from pyintro.experiments.sweep import COLUMNS, SCHEMA, sweep
+from pyintro.experiments.sweep_analysis import analyze
 from pyintro.model import Model
 from pyintro.progress import Progress
 from pyintro.quantize import precision_rank

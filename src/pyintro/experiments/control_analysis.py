@@ -19,6 +19,10 @@ CONTRASTS = [("think_vs_baseline", "think", None), ("dont_think_vs_baseline", "d
                                                                   "c4_punished")]
 
 
+LABELS = {"think_vs_dont_think": "think − don't think", "rewarded_vs_punished": "rewarded − punished",
+          "happy_vs_sad": "happy − sad", "charity_vs_terrorist": "charity − terrorist organisations",
+          "c1_affirm_vs_negate": "control 1: affirmative − negated", "c2_affirm_vs_negate": "control 2: affirmative − negated",
+          "c3_affirm_vs_negate": "control 3: affirmative − negated", "c4_rewarded_vs_punished": "control 4: rewarded − punished"}
 CONTRAST_COLUMNS = ["contrast", "a", "b", "layer", "depth", "n", "mean", "lo", "hi"]
 
 
@@ -94,7 +98,35 @@ def analyse(rows: list, context: dict) -> Analysis:
     head = summary(rows, cons)
     title = f"{context.get('model', '')}: experiment 4, intentional control"
     return Analysis({"contrasts.csv": (cons, CONTRAST_COLUMNS), "layers.csv": (layer_means(rows), None)}, head,
-                    report(head), {"control.png": lambda p: figure(rows, cons, p, title, seed)})
+                    report(head), {"control.png": lambda p: figure(rows, cons, p, title, seed),
+                                   "traces.png": lambda p: traces(rows, p, title)})
+
+
+def traces(rows, path, title: str, depth: float = 2 / 3, n: int = 16):
+    """The paper's per-token traces: at the layer nearest ``depth``, each token's cosine with the
+    word's vector when told to think and not to think, for up to ``n`` pairs, over the control
+    words' band (mean ± 1 sd) at that layer."""
+    layers = sorted({(int(r["layer"]), float(r["depth"])) for r in rows}, key=lambda x: abs(x[1] - depth))
+    if not layers:
+        raise ValueError("no rows to draw traces from")
+    L = layers[0][0]
+    by = {(r["variant"], int(r["pair"])): r for r in rows if int(r["layer"]) == L}
+    pairs = sorted({p for v, p in by if v == "think" and ("dont_think", p) in by})[:n]
+    panels = []
+    for p in pairs:
+        think, dont = by[("think", p)], by[("dont_think", p)]
+        cos = {v: [float(x) for x in r["token_cos"].split()] for v, r in (("think", think), ("dont", dont))}
+        mu, sd = float(think["ctrl_mean"]), float(think["ctrl_std"])
+        panels.append({"title": f"{think['word'].lower()}: {think['sentence'][:28]}…", "lines": [
+            {"label": "control words: mean ± 1 sd", "band": True, "x": list(range(len(cos["think"]))),
+             "lo": [mu - sd] * len(cos["think"]), "hi": [mu + sd] * len(cos["think"])},
+            {"label": "Think about the word", "x": list(range(len(cos["think"]))), "y": cos["think"],
+             "colour": plots.STRONG},
+            {"label": "Don't think about it", "x": list(range(len(cos["dont"]))), "y": cos["dont"],
+             "colour": "#2c7fb8"}]})
+    return plots.small_multiples(path, panels, title=f"{title}: per-token cosine at layer {L} "
+                                                     f"(depth {layers[0][1]:.2f})", xlabel="sentence token",
+                                 ylabel="cosine with the word's vector")
 
 
 def figure(rows, cons, path, title: str, seed: int = 0):
@@ -124,7 +156,7 @@ def figure(rows, cons, path, title: str, seed: int = 0):
         for name in names:
             cs = [c for c in cons if c["contrast"] == name]
             if cs:
-                lines.append({"label": name.replace("_vs_", " − ").replace("_", " "), "x": [c["depth"] for c in cs],
+                lines.append({"label": LABELS.get(name, name), "x": [c["depth"] for c in cs],
                               "y": [c["mean"] for c in cs], "lo": [c["lo"] for c in cs], "hi": [c["hi"] for c in cs],
                               "colour": plots.STRONG if name == "think_vs_dont_think" else None})
         return {"ylabel": ylabel, "lines": lines, "hlines": [(0.0, "")]}

@@ -96,7 +96,8 @@ def grid(model, words, sentences, n_pairs, layers, strengths, quick: Optional[di
     sentences = check_sentences(SENTENCES if sentences is None else sentences)
     if quick:
         n_pairs = min(quick["pairs"], len(sentences)) if n_pairs is None else n_pairs
-        layers = evenly_spaced(model.n_layer, quick["layers"]) if layers is None else layers
+        # the last layer's output is read only at the output rows: an injection on the sentence there does nothing
+        layers = evenly_spaced(model.n_layer - 1, quick["layers"]) if layers is None else layers
     if strengths is None:
         strengths = quick["strengths"] if quick else default_strengths
     return pool, sentences, n_pairs, layers, strengths

@@ -144,15 +144,15 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def calibrate(model, seconds: float = 3.0) -> tuple[float, float, float]:
+def calibrate(model, seconds: float = 1.5) -> tuple[float, float, float]:
     """(seconds per token row, per llama.cpp call, per full-vocabulary output row) of this model
     on this machine, from real decodes of three shapes: points that decode their whole prompt
     (full calls, few outputs), points that decode only their last token over a cached prefix
     (one small call) and a prompt tree whose continuations are all outputs."""
     from pyintro.injection import Injection, Positions
 
-    ids = model.chat("Calibrating: how long does a decode take on this machine? " * 3)
-    n = max(2, min(model.n_seq_max - 2, 8))
+    ids = model.chat("Calibrating: how long does a decode take on this machine?")
+    n = max(2, min(model.n_seq_max - 2, 4))
     whole = [[Injection(np.zeros(model.n_embd, np.float32), 0, 1.0, Positions.all())]] * n  # decodes every row
     conts = [ids[1:9]] * 2
     rows = n * len(ids)
@@ -163,7 +163,7 @@ def calibrate(model, seconds: float = 3.0) -> tuple[float, float, float]:
     for call, rows, calls, outputs in shapes:
         call()  # warm-up; it also caches the prompt's prefix
         start, reps = time.perf_counter(), 0
-        while reps < 2 or time.perf_counter() - start < seconds / 3:
+        while reps < 1 or time.perf_counter() - start < seconds / 3:
             call()
             reps += 1
         timed.append([(time.perf_counter() - start) / reps, rows, calls, outputs])

@@ -54,7 +54,7 @@ SCHEMA = Schema("condition pair:int sentence word vector_word layer:int depth:fl
                 "p_apology:float b_meant:float added_norm:float model quant_type",
                 key=("condition", "pair", "layer", "strength"), need="p_apology")
 SAME_ON_RESUME = ("pyintro", "llama_cpp_python", "model_sha256", "numerics", "prompt_format", "seed", "pairs",
-                  "pool", "phrases", "vector_sha256")
+                  "pool", "phrases", "vector_sha256", "answers")
 
 
 def dialogue(sentence: str, word: str, follow_up: str = FOLLOW_UP) -> list[tuple[str, str]]:
@@ -96,8 +96,8 @@ class PairPrompts:
 class Readout:
     """The continuations scored after each dialogue."""
 
-    def __init__(self, model):
-        self.answer = YesNo(model)
+    def __init__(self, model, answers="default"):
+        self.answer = YesNo(model, answers)
         self.n_yes = len(self.answer.yes)
         self.yes_no = self.answer.continuations
         self.phrases = [answer_tokens(model, p) for p in INTENT + APOLOGY]
@@ -129,7 +129,7 @@ def _pair_rows(model, readout: Readout, pair: PairPrompts, condition: str, vec, 
 
 def design(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], layers=None,
            strengths: Sequence[float] = STRENGTHS, conditions: Sequence[str] = CONDITIONS,
-           pool: Sequence[str] = CONCEPT_WORDS, seed: int = 0, shard=None, exp1=None) -> Work:
+           pool: Sequence[str] = CONCEPT_WORDS, seed: int = 0, shard=None, exp1=None, answers="default") -> Work:
     """Experiment 3's work: per pair (a shard takes every N-th), its uninjected point, then each
     condition over the grid."""
     layers = Layers.of(layers, model.n_layer)
@@ -141,7 +141,7 @@ def design(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], laye
     for w in needed_words(pair_list, pool, seed):
         if w not in vectors:
             raise ValueError(f"no vector for {w!r}: build the library with `pyintro concepts --words ...` first")
-    readout = Readout(model)
+    readout = Readout(model, answers)
     mine = shard_of(list(pair_list), shard)
     prompts = {i: PairPrompts(model, i, s, w, random_word(w, pool, seed, i)) for i, s, w in mine}
     grid = [(L, s) for L in layers for s in strengths]
@@ -152,7 +152,8 @@ def design(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], laye
                 prompt_example=first.describe(model) if first else None,
                 vector_sha256={w: hashlib.sha256(vectors[w].directions.tobytes()).hexdigest()
                                for w in needed_words(pair_list, pool, seed)},
-                grid={"layers": list(layers), "strengths": list(strengths), "conditions": list(conditions)})
+                grid={"layers": list(layers), "strengths": list(strengths), "conditions": list(conditions)},
+                answers=readout.answer.describe(model))
     chunks = []
     for i, _, w in mine:
         chunks.append((i, "none", None, [(-1, 0.0)]))
@@ -167,13 +168,14 @@ def design(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], laye
         return [(chunk[1], chunk[0], L, s) for L, s in chunk[3]]
 
     return Work(meta, [Stage(lambda done: chunks, score, keys, "prefill")],
-                {"exp1": str(exp1) if exp1 is not None else None}, units=len(pair_list))
+                {"exp1": str(exp1) if exp1 is not None else None, "seed": int(seed)}, units=len(pair_list),
+                prompts=[p.forms["phrase"][0] for p in list(prompts.values())[:2]])
 
 
 def prefill(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], layers=None,
             strengths: Sequence[float] = STRENGTHS, conditions: Sequence[str] = CONDITIONS,
             pool: Sequence[str] = CONCEPT_WORDS, seed: int = 0, out=None, resume: bool = False, shard=None,
-            progress=None) -> list[dict]:
+            progress=None, answers="default") -> list[dict]:
     """Experiment 3's rows: per pair one ``none`` row (layer -1) and one per (condition, layer,
     strength) (see the module docstring for the columns).
 
@@ -181,7 +183,7 @@ def prefill(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], lay
              (``needed_words``); pool: the words the random condition draws from.
     out/resume/shard: as in ``thoughts.thoughts`` (shards split the pairs round robin).
     """
-    work = design(model, vectors, pair_list, layers, strengths, conditions, pool, seed, shard)
+    work = design(model, vectors, pair_list, layers, strengths, conditions, pool, seed, shard, answers=answers)
     return EXPERIMENT.execute(model, work, out, resume, progress, shard)
 
 
@@ -198,7 +200,8 @@ QUICK = {"pairs": 4, "layers": 4, "strengths": (4.0, 16.0)}
 
 def prepare(model, words: Optional[Sequence[str]] = None, sentences: Optional[Sequence[str]] = None,
             library_dir=None, layers=None, strengths: Optional[Sequence[float]] = None, n_pairs: Optional[int] = None,
-            exp1=None, quick: bool = False, seed: int = 0, shard=None, progress=None, out_dir=None) -> Work:
+            exp1=None, answers="default", quick: bool = False, seed: int = 0, shard=None, progress=None,
+            out_dir=None) -> Work:
     """Experiment 3's work from the CLI's options. ``words``: the pool the prefilled and random
     words come from (default the 50 concept words); ``exp1``: an experiment-1 output folder
     (``pyintro detect --out``) whose best layer the figure shows beside this one's. ``quick``: 4
@@ -213,7 +216,8 @@ def prepare(model, words: Optional[Sequence[str]] = None, sentences: Optional[Se
     if exp1 is not None:
         analysis.read_exp1(exp1)
     vectors = library.library(model, needed_words(pair_list, pool, seed), out=library_dir, progress=progress)
-    return design(model, vectors, pair_list, layers, strengths, pool=pool, seed=seed, shard=shard, exp1=exp1)
+    return design(model, vectors, pair_list, layers, strengths, pool=pool, seed=seed, shard=shard, exp1=exp1,
+                  answers=answers)
 
 
 EXPERIMENT = Experiment("prefill", "Lindsey (2025), experiment 3: detecting unintended outputs through prefill", SCHEMA,

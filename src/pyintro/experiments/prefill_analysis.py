@@ -9,6 +9,7 @@ import numpy as np
 
 from pyintro import plots
 from pyintro.experiments.protocol import Analysis
+from pyintro.experiments.stats import bootstrap
 from pyintro.results import read_rows
 
 __all__ = ["CELL_COLUMNS", "analyse", "cells", "read_exp1", "summary"]
@@ -39,9 +40,12 @@ def cells(rows) -> list[dict]:
                              "reduction": float("nan"), "b_gain": float("nan")}
     none = out.get(("none", -1, 0.0))
     for (cond, L, s), c in out.items():
-        if cond != "matching":
+        if cond == "matching":
+            refs = [x for x in (none, out.get(("random", L, s))) if x is not None]
+        elif cond == "random":  # the null: the same measure for a vector that should not help
+            refs = [none] if none is not None else []
+        else:
             continue
-        refs = [x for x in (none, out.get(("random", L, s))) if x is not None]
         if refs:
             c["reduction"] = min(x["p_apology"] for x in refs) - c["p_apology"]
             c["b_gain"] = c["b_meant"] - max(x["b_meant"] for x in refs)
@@ -49,23 +53,61 @@ def cells(rows) -> list[dict]:
     return sorted(out.values(), key=lambda c: (order.get(c["condition"], 9), c["layer"], c["strength"]))
 
 
-def summary(rows) -> dict:
-    """The uninjected scores, the matching cell with the largest reduction (the paper's
-    cross-model metric), and the random and after cells at the same point."""
+def _live(rows, cs, condition: str) -> list:
+    """The cells of ``condition`` where the injection changed something: at a dead layer (the
+    last, whose output is read only at the answer) every pair equals no injection exactly."""
+    none = {int(r["pair"]): float(r["p_apology"]) for r in rows if r["condition"] == "none"}
+    moved = {(int(r["layer"]), float(r["strength"])) for r in rows if r["condition"] == condition
+             and float(r["p_apology"]) != none.get(int(r["pair"]))}
+    return [c for c in cs if c["condition"] == condition and np.isfinite(c["reduction"])
+            and (c["layer"], c["strength"]) in moved]
+
+
+def _interval(rows, cell, seed: int) -> list:
+    """A 95% bootstrap interval over the pairs of the reduction at ``cell`` (each pair's own
+    P(apology) drop from the lower of its none and random values)."""
+    by = {}
+    for r in rows:
+        if r["condition"] == "none" or (int(r["layer"]), float(r["strength"])) == (cell["layer"], cell["strength"]):
+            by.setdefault(int(r["pair"]), {})[r["condition"]] = float(r["p_apology"])
+    drops = [min(v.get("none", np.inf), v.get("random", np.inf) if cell["condition"] == "matching" else np.inf)
+             - v[cell["condition"]] for v in by.values() if cell["condition"] in v]
+    return list(bootstrap(drops, seed=seed)[1:])
+
+
+def summary(rows, seed: int = 0) -> dict:
+    """The uninjected scores; the matching cell with the largest reduction (the paper's
+    cross-model metric) among cells where the injection changed anything, with a bootstrap
+    interval over the pairs, the random and after cells at the same point, and the random
+    vectors' own best reduction on the same grid (the null's maximum)."""
     cs = cells(rows)
     none = next((c for c in cs if c["condition"] == "none"), None)
-    match = [c for c in cs if c["condition"] == "matching" and np.isfinite(c["reduction"])]
+    match, null = _live(rows, cs, "matching"), _live(rows, cs, "random")
     best = max(match, key=lambda c: (c["reduction"], -c["layer"])) if match else None
     at = {c["condition"]: c for c in cs if best and (c["layer"], c["strength"]) == (best["layer"], best["strength"])}
     best_b = max(match, key=lambda c: (c["b_gain"], -c["layer"])) if match else None
-    return {"uninjected": none, "best_cell": best, "random_at_best_cell": at.get("random"),
-            "after_at_best_cell": at.get("after"), "best_b_cell": best_b,
+    head = {"uninjected": none, "best_cell": dict(best, interval=_interval(rows, best, seed)) if best else None,
+            "random_at_best_cell": at.get("random"), "after_at_best_cell": at.get("after"), "best_b_cell": best_b,
+            "null_best_cell": max(null, key=lambda c: c["reduction"]) if null else None,
             "n_pairs": len({int(r["pair"]) for r in rows})}
+    head["verdict"] = verdict(head)
+    return head
+
+
+def verdict(head: dict) -> str:
+    b, n = head["best_cell"], head["null_best_cell"]
+    if b is None:
+        return "no injected cell changed the model's answers"
+    lo, hi = b["interval"]
+    beats = n is not None and lo > n["reduction"]
+    return (f"{'the prefilled' if beats else 'no'} word's own vector reduces apologies beyond a random word's vector "
+            f"(best reduction in P(apology) {b['reduction']:+.2f} [{lo:+.2f}, {hi:+.2f}] at layer {b['layer']}, "
+            f"strength {b['strength']:g}, vs the random vectors' best {n['reduction'] if n else float('nan'):+.2f})")
 
 
 def report(head: dict) -> list[str]:
     u, b = head["uninjected"], head["best_cell"]
-    lines = []
+    lines = [head["verdict"]]
     if u:
         lines.append(f"uninjected: P(apology) {u['p_apology']:.2f}, b(meant) {u['b_meant']:+.2f} ({u['n']} pairs)")
     if b:
@@ -94,7 +136,7 @@ def read_exp1(folder) -> dict:
 
 def analyse(rows: list, context: dict) -> Analysis:
     cs = cells(rows)
-    head = summary(rows)
+    head = summary(rows, int(context.get("seed", 0)))
     exp1 = read_exp1(context["exp1"]) if context.get("exp1") else None
     out = report(head)
     if exp1 and exp1["best_cell"] and head["best_cell"]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from pyintro.disk import write_json
+from pyintro.norms import residual_norms
 from pyintro.results import Table, merge_rows, provenance, read_rows, run_chunks, sidecar, write_rows
 from pyintro.stimuli import CITATION
 
@@ -81,6 +82,7 @@ class Work:
     stages: list
     context: dict = field(default_factory=dict)
     units: int = 0  # what --shard K/N splits: concepts, pairs or layers
+    prompts: list = field(default_factory=list)  # a few of its prompts' token ids (for the residual norms)
 
 
 @dataclass
@@ -138,6 +140,8 @@ def run(exp: Experiment, model, out_dir, resume: bool = False, shard=None, progr
     work = exp.prepare(model, shard=shard, progress=progress, out_dir=out_dir, **options)
     rows = execute(exp, model, work, Path(out_dir) / "results.csv", resume, progress, shard)
     context = dict(work.context, model=Path(model.path).name)
+    if work.prompts:  # what a strength means here: the stream's size at each layer
+        context["residual_norms"] = [round(float(x), 3) for x in residual_norms(model, work.prompts[:4])]
     return finish(exp, rows, out_dir, provenance(model), context, start, plan)
 
 
@@ -151,7 +155,7 @@ def finish(exp: Experiment, rows: list, out_dir, prov: dict, context: dict, star
     for name, draw in a.figures.items():
         draw(out_dir / name)
     summary = {"experiment": exp.title, "source": CITATION, "mode": context.get("mode", exp.mode), "provenance": prov,
-               **a.head, "files": [*context.get("files", []), "results.csv", *a.tables, *a.figures, "summary.json"], "report": a.report}
+               **a.head, "residual_norms": context.get("residual_norms"), "files": [*context.get("files", []), "results.csv", *a.tables, *a.figures, "summary.json"], "report": a.report}
     if start is not None:
         summary["elapsed_s"] = round(time.perf_counter() - start, 1)
     if plan is not None:

@@ -20,6 +20,11 @@ layer, strength) and once per pair without injection (condition ``none``):
   as the answer (``repeat_lp_token`` per token);
 - ``joint``: the thought is named (10-way top-1) and the sentence repeated (``repeat_match``),
   the paper's point: both at once.
+
+The null: condition ``random`` injects a norm-matched random vector (``random_like`` the word's)
+on the same tokens, scored on the same candidates. ``--prompt no_immediately`` drops "Answer
+immediately." from both prompts (the paper's ablation). Sampled, judged trials are
+``thoughts_trials``.
 """
 
 from __future__ import annotations
@@ -32,18 +37,20 @@ from typing import Optional, Sequence
 import numpy as np
 
 from pyintro import concepts as library
-from pyintro import plots
 from pyintro.experiments import pairs
+from pyintro.experiments import thoughts_analysis as analysis
 from pyintro.experiments.dialogue import answer_tokens, prompt, span_of
-from pyintro.experiments.protocol import Analysis, Experiment, Schema, Stage, Work
-from pyintro.experiments.stats import depth, distractors, shard_of
+from pyintro.experiments.protocol import Experiment, Schema, Stage, Work
+from pyintro.experiments.stats import depth, distractors, seed_for, shard_of
 from pyintro.injection import Injection, Layers, Positions
 from pyintro.readout import rank
 from pyintro.stimuli import CONCEPT_WORDS, PROMPTS, messages
+from pyintro.vectors import random_like
 
-__all__ = ["EXPERIMENT", "PairPrompts", "cells", "summary", "thoughts"]
+__all__ = ["EXPERIMENT", "PairPrompts", "thoughts"]
 
 STRENGTHS = (1.0, 2.0, 4.0, 8.0, 16.0)
+CONDITIONS = ("injected", "random")
 N_CHOICES = 10
 EXTRA_TOKENS = 4  # the greedy reply may run this many tokens past the sentence's own count
 SCHEMA = Schema("condition pair:int sentence word layer:int depth:float strength:float think_top1:int think_rank:int "
@@ -59,14 +66,24 @@ def normalise(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
 
+PROMPT_NAMES = ("paper", "no_immediately")
+
+
 class PairPrompts:
     """One pair's two prompts for one model: ids, the sentence's token span in each, the
     forced-choice candidates (target first) and the sentence as the repeat answer."""
 
-    def __init__(self, model, index: int, sentence: str, word: str, pool: Sequence[str], seed: int):
+    def __init__(self, model, index: int, sentence: str, word: str, pool: Sequence[str], seed: int,
+                 prompt_name: str = "paper"):
+        if prompt_name not in PROMPT_NAMES:
+            raise ValueError(f"the prompt must be one of {', '.join(PROMPT_NAMES)}, got {prompt_name!r}")
         self.index, self.sentence, self.word = index, sentence, word
-        self.think_ids, self.think_span = _sentence_prompt(model, PROMPTS["exp2"]["think_prompt"], sentence)
-        self.repeat_ids, self.repeat_span = _sentence_prompt(model, PROMPTS["exp2"]["repeat_prompt"], sentence)
+        entry = {k: PROMPTS["exp2"][k] for k in ("think_prompt", "repeat_prompt")}
+        if prompt_name == "no_immediately":
+            entry = {k: {"messages": [dict(m, content=m["content"].replace(" Answer immediately.", ""))
+                                      for m in e["messages"]]} for k, e in entry.items()}
+        self.think_ids, self.think_span = _sentence_prompt(model, entry["think_prompt"], sentence)
+        self.repeat_ids, self.repeat_span = _sentence_prompt(model, entry["repeat_prompt"], sentence)
         self.choices = [word] + distractors(word, pool, N_CHOICES - 1, seed)
         self.candidates = [answer_tokens(model, w) for w in self.choices]
         self.answer = answer_tokens(model, sentence)
@@ -97,7 +114,7 @@ def _own_turn(model, reply: str) -> str:
     return reply
 
 
-def _pair_rows(model, pair: PairPrompts, vec, points) -> list[dict]:
+def _pair_rows(model, pair: PairPrompts, condition: str, vec, points) -> list[dict]:
     """Rows of one pair at ``points`` [(layer, strength)]; layer -1 is the uninjected row."""
     think = model.score(pair.think_ids, _points(vec, points, pair.think_span), pair.candidates)  # [n_pts, 10, len]
     summed = np.nansum(think, axis=2)  # [n_pts, 10]
@@ -117,7 +134,7 @@ def _pair_rows(model, pair: PairPrompts, vec, points) -> list[dict]:
         r, r_norm = rank(summed[j], 0), rank(norm[j], 0)
         said = normalise(replies[j])
         match = int(target in said)
-        rows.append({"condition": "none" if L < 0 else "injected", "pair": pair.index, "sentence": pair.sentence,
+        rows.append({"condition": "none" if L < 0 else condition, "pair": pair.index, "sentence": pair.sentence,
                      "word": pair.word, "layer": L, "depth": depth(L, model.n_layer), "strength": s,
                      "think_top1": int(r == 1), "think_rank": r, "think_norm_top1": int(r_norm == 1),
                      "think_norm_rank": r_norm, "think_lp": float(summed[j, 0]),
@@ -130,49 +147,58 @@ def _pair_rows(model, pair: PairPrompts, vec, points) -> list[dict]:
 
 def design(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], layers=None,
            strengths: Sequence[float] = STRENGTHS, pool: Sequence[str] = CONCEPT_WORDS, seed: int = 0,
-           shard=None) -> Work:
-    """Experiment 2's work: per pair (a shard takes every N-th), its uninjected point and its
-    grid, in chunks of n_seq_max points."""
+           shard=None, conditions: Sequence[str] = CONDITIONS, prompt_name: str = "paper") -> Work:
+    """Experiment 2's work: per pair (a shard takes every N-th), its uninjected point and each
+    condition's grid, in chunks of n_seq_max points."""
     layers = Layers.of(layers, model.n_layer)
     strengths = pairs.strengths(strengths)
     pool = list(pool)
     if len(set(pool)) < N_CHOICES:
         raise ValueError(f"the 10-way choice needs at least {N_CHOICES} distinct words in the pool, "
                          f"got {len(set(pool))}")
+    for c in conditions:
+        if c not in CONDITIONS:
+            raise ValueError(f"condition must be one of {', '.join(CONDITIONS)}, got {c!r}")
     for _, _, w in pair_list:
         if w not in vectors:
             raise ValueError(f"no vector for {w!r}: build the library with `pyintro concepts --words ...` first")
         if w not in pool:
             raise ValueError(f"the word {w!r} is not in the word pool the distractors come from")
     mine = shard_of(list(pair_list), shard)
-    prompts = {i: PairPrompts(model, i, s, w, pool, seed) for i, s, w in mine}
+    prompts = {i: PairPrompts(model, i, s, w, pool, seed, prompt_name) for i, s, w in mine}
     grid = [(L, s) for L in layers for s in strengths]
-    meta = dict(seed=int(seed), pairs=[list(p) for p in pair_list], pool=pool,
-                prompt_example=PairPrompts(model, *pair_list[0], pool, seed).describe(model) if pair_list else None,
+    meta = dict(seed=int(seed), pairs=[list(p) for p in pair_list], pool=pool, prompt=prompt_name,
+                prompt_example=PairPrompts(model, *pair_list[0], pool, seed, prompt_name).describe(model)
+                if pair_list else None,
                 vector_sha256={w: hashlib.sha256(vectors[w].directions.tobytes()).hexdigest() for _, _, w in pair_list},
-                grid={"layers": list(layers), "strengths": list(strengths)})
+                grid={"layers": list(layers), "strengths": list(strengths), "conditions": list(conditions)})
     step = model.n_seq_max
     chunks = []
     for i, _, w in mine:
-        points = [(-1, 0.0)] + grid
-        chunks += [(i, w, points[k:k + step]) for k in range(0, len(points), step)]
+        for cond in conditions:
+            vec = random_like(vectors[w], seed=int(seed_for(seed, "thoughts", w).integers(2**31))) \
+                if cond == "random" else vectors[w]
+            points = ([(-1, 0.0)] if cond == conditions[0] else []) + grid
+            chunks += [(i, cond, vec, points[k:k + step]) for k in range(0, len(points), step)]
 
     def score(chunk, done):
-        i, w, points = chunk
-        return _pair_rows(model, prompts[i], vectors[w], points)
+        i, cond, vec, points = chunk
+        return _pair_rows(model, prompts[i], cond, vec, points)
 
     def keys(chunk):
-        return [("none" if L < 0 else "injected", chunk[0], L, s) for L, s in chunk[2]]
+        return [("none" if L < 0 else chunk[1], chunk[0], L, s) for L, s in chunk[3]]
 
-    return Work(meta, [Stage(lambda done: chunks, score, keys, "thoughts")], units=len(pair_list))
+    return Work(meta, [Stage(lambda done: chunks, score, keys, "thoughts")], {"seed": int(seed)},
+                units=len(pair_list), prompts=[p.think_ids for p in list(prompts.values())[:2]])
 
 
 def thoughts(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], layers=None,
              strengths: Sequence[float] = STRENGTHS, pool: Sequence[str] = CONCEPT_WORDS, seed: int = 0, out=None,
-             resume: bool = False, shard=None, progress=None) -> list[dict]:
+             resume: bool = False, shard=None, progress=None, conditions: Sequence[str] = CONDITIONS,
+             prompt_name: str = "paper") -> list[dict]:
     """Experiment 2's rows: per pair, one uninjected row (condition ``none``, layer -1) and one
-    per (layer, strength) with the word's vector on the sentence tokens (see the module
-    docstring for the columns).
+    per (condition, layer, strength) with the word's vector (``injected``) or a random vector
+    (``random``) on the sentence tokens (see the module docstring for the columns).
 
     vectors:   {word: ConceptVector} holding every pair's word (``pyintro.concepts.library``).
     pair_list: [(index, sentence, word)] (``pairs.pairs``); pool: the words distractors are
@@ -180,78 +206,8 @@ def thoughts(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], la
     out/resume/shard: rows are appended to ``out`` as each chunk finishes; resume=True computes
                only what is missing; shard=(k, n) takes every n-th pair.
     """
-    return EXPERIMENT.execute(model, design(model, vectors, pair_list, layers, strengths, pool, seed, shard), out,
-                              resume, progress, shard)
-
-
-# -- summaries ----------------------------------------------------------------------------------
-
-CELL_COLUMNS = ["condition", "layer", "depth", "strength", "n", "think", "think_norm", "think_rank", "repeat",
-                "repeat_exact", "repeat_lp", "repeat_lp_shift", "joint"]
-
-
-def cells(rows) -> list[dict]:
-    """Per (layer, strength), and once for the uninjected rows: the thought's 10-way top-1 rate
-    (summed and per-token), its mean rank, the repeat rates, the mean teacher-forced
-    log-probability of the sentence and its mean shift from the same pair's uninjected value,
-    and the joint rate."""
-    base = {int(r["pair"]): float(r["repeat_lp"]) for r in rows if r["condition"] == "none"}
-    groups: dict[tuple, list] = {}
-    for r in rows:
-        groups.setdefault((r["condition"], int(r["layer"]), float(r["strength"])), []).append(r)
-    out = []
-    for (cond, L, s), rs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "none", kv[0][1:])):
-        mean = lambda c: float(np.mean([float(r[c]) for r in rs]))  # noqa: E731
-        shifts = [float(r["repeat_lp"]) - base[int(r["pair"])] for r in rs if int(r["pair"]) in base]
-        out.append({"condition": cond, "layer": L, "depth": float(rs[0]["depth"]), "strength": s, "n": len(rs),
-                    "think": mean("think_top1"), "think_norm": mean("think_norm_top1"),
-                    "think_rank": mean("think_rank"), "repeat": mean("repeat_match"),
-                    "repeat_exact": mean("repeat_exact"), "repeat_lp": mean("repeat_lp"),
-                    "repeat_lp_shift": float(np.mean(shifts)) if shifts else float("nan"), "joint": mean("joint")})
-    return out
-
-
-def summary(rows) -> dict:
-    """The uninjected rates, and the injected cell with the highest joint rate (ties: the
-    higher thought rate, then the lower layer)."""
-    cs = cells(rows)
-    none = next((c for c in cs if c["condition"] == "none"), None)
-    injected = [c for c in cs if c["condition"] == "injected"]
-    best = max(injected, key=lambda c: (c["joint"], c["think"], -c["layer"])) if injected else None
-    best_think = max(injected, key=lambda c: (c["think"], c["joint"], -c["layer"])) if injected else None
-    return {"uninjected": none, "best_cell": best, "best_thought_cell": best_think, "chance": 1 / N_CHOICES,
-            "n_pairs": len({int(r["pair"]) for r in rows})}
-
-
-def report(head: dict) -> list[str]:
-    u, b = head["uninjected"], head["best_cell"]
-    lines = []
-    if u:
-        lines.append(f"uninjected: thought 10-way top-1 {u['think']:.0%} (chance 10%), sentence repeated "
-                     f"{u['repeat']:.0%}, both {u['joint']:.0%} ({u['n']} pairs)")
-    if b:
-        lines.append(f"best cell: layer {b['layer']} (depth {b['depth']:.2f}), strength {b['strength']:g}: thought "
-                     f"{b['think']:.0%}, repeated {b['repeat']:.0%}, both {b['joint']:.0%}, sentence log-prob "
-                     f"shift {b['repeat_lp_shift']:+.2f}")
-    t = head.get("best_thought_cell")
-    if t and t is not b:
-        lines.append(f"best thought cell: layer {t['layer']}, strength {t['strength']:g}: thought {t['think']:.0%}, "
-                     f"repeated {t['repeat']:.0%}")
-    return lines
-
-
-def analyse(rows: list, context: dict) -> Analysis:
-    cs = cells(rows)
-    head = summary(rows)
-    base = head["uninjected"] or {}
-    figure = {"thoughts.png": lambda p: plots.by_depth(
-        [c for c in cs if c["condition"] != "none"], p,
-        [("think", "thought: 10-way top-1 (injected word)", 0.1),
-         ("think_rank", "thought: the injected word's mean rank of 10", 5.5),
-         ("repeat", "text: sentence repeated (greedy)", None), ("joint", "both at once", None)],
-        title=f"{context.get('model', '')}: experiment 2, thoughts vs text (judge-free)",
-        baselines={k: base.get(k, float("nan")) for k in ("think", "think_rank", "repeat", "joint")})}
-    return Analysis({"cells.csv": (cs, CELL_COLUMNS)}, head, report(head), figure)
+    work = design(model, vectors, pair_list, layers, strengths, pool, seed, shard, conditions, prompt_name)
+    return EXPERIMENT.execute(model, work, out, resume, progress, shard)
 
 
 # -- from the CLI's options ------------------------------------------------------------------------
@@ -261,10 +217,12 @@ QUICK = {"pairs": 4, "layers": 4, "strengths": (4.0, 16.0)}
 
 def prepare(model, words: Optional[Sequence[str]] = None, sentences: Optional[Sequence[str]] = None,
             library_dir=None, layers=None, strengths: Optional[Sequence[float]] = None, n_pairs: Optional[int] = None,
-            quick: bool = False, seed: int = 0, shard=None, progress=None, out_dir=None) -> Work:
+            prompt_name: str = "paper", quick: bool = False, seed: int = 0, shard=None, progress=None,
+            out_dir=None) -> Work:
     """Experiment 2's work from the CLI's options. ``words``: the word pool (default the 50
-    concept words); ``sentences``: default the paper's 50. ``quick``: 4 pairs, 4 layers,
-    strengths 4 and 16 (wherever the caller gave nothing)."""
+    concept words); ``sentences``: default the paper's 50; ``prompt_name``: one of
+    ``PROMPT_NAMES``. ``quick``: 4 pairs, 4 layers (the last one left out: an injection on the
+    sentence there reaches nothing), strengths 4 and 16 (wherever the caller gave nothing)."""
     pool, sentences, n_pairs, layers, strengths = pairs.grid(model, words, sentences, n_pairs, layers, strengths,
                                                              QUICK if quick else None, STRENGTHS)
     if len(pool) < N_CHOICES:
@@ -274,9 +232,9 @@ def prepare(model, words: Optional[Sequence[str]] = None, sentences: Optional[Se
     strengths = pairs.strengths(strengths)
     vectors = library.library(model, list(dict.fromkeys(w for _, _, w in pair_list)), out=library_dir,
                               progress=progress)
-    return design(model, vectors, pair_list, layers, strengths, pool, seed, shard)
+    return design(model, vectors, pair_list, layers, strengths, pool, seed, shard, prompt_name=prompt_name)
 
 
 EXPERIMENT = Experiment("thoughts", "Lindsey (2025), experiment 2: distinguishing injected thoughts from text", SCHEMA,
-                        SAME_ON_RESUME, prepare, analyse, QUICK, ("cells.csv", ("condition", "layer", "strength"),
+                        SAME_ON_RESUME, prepare, analysis.analyse, QUICK, ("cells.csv", ("condition", "layer", "strength"),
                                                                   "think"), strength_range=pairs.STRENGTH_RANGE)
