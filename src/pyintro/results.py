@@ -12,6 +12,7 @@ import csv
 import importlib.metadata
 import io
 import json
+import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,7 +49,23 @@ def write_text(path, text: str) -> Path:
 
 
 def write_json(path, data) -> Path:
-    return write_text(path, json.dumps(data, indent=1) + "\n")
+    """``data`` as strict JSON (atomic): NaN and +-Inf become null, numpy scalars and arrays
+    plain numbers and lists."""
+    return write_text(path, json.dumps(strict(data), indent=1, allow_nan=False) + "\n")
+
+
+def strict(x):
+    """``x`` with every non-finite float replaced by None (JSON has no NaN), numpy values as
+    Python ones, tuples as lists."""
+    if isinstance(x, dict):
+        return {k: strict(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [strict(v) for v in x]
+    if hasattr(x, "tolist") and type(x).__module__ == "numpy":  # numpy scalars and arrays
+        return strict(x.tolist())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
 
 
 # -- CSV rows ---------------------------------------------------------------------------------
