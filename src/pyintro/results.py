@@ -28,9 +28,11 @@ from pyintro.progress import Closing, Interrupted, Progress, SigintAtChunkEnd
 def atomic_path(path) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to (by any means: Python, gguf, llama.cpp).
     When the block ends, the file there is fsynced and renamed over ``path``; if the block
-    fails, it is removed. Either way ``path`` is never half-written."""
+    fails, it is removed. Either way ``path`` is never half-written. The temporary name holds
+    the process id, so two processes writing the same file (shards sharing a concept library)
+    never write into one temporary file; the last rename wins."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp
         with open(tmp, "rb+") as f:
