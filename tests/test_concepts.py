@@ -25,6 +25,12 @@ WORDS = ["Pizza", "NotAWordXYZ", "ice cream", "ice-cream", "Dust", "Oceans", "Pe
          "Kaleidoscope", "Origami", "Glacier", "Lighthouse", "Saxophone", "Cactus", "Meteor"]
 
 
+def _default_sigint():
+    """SIGINT at its default in the child, even when a shell started this run in the background
+    (which ignores SIGINT, and Python then installs no handler of its own)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 # -- word arguments (no model) ---------------------------------------------------------------
 
 
@@ -179,7 +185,7 @@ def _extract_until(tmp_path, folder, ready):
     script = tmp_path / "extract.py"
     script.write_text(EXTRACT.format(gpu=GPU_LAYERS))
     proc = subprocess.Popen([sys.executable, str(script), str(folder), json.dumps(WORDS)],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     end = time.monotonic() + 600
     while not ready() and proc.poll() is None and time.monotonic() < end:
         time.sleep(0.02)

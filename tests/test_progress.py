@@ -87,13 +87,25 @@ def test_clock_and_chunk_estimate(fake_clock):
 
 
 def test_sigint_handler_is_restored_and_left_alone_elsewhere():
-    before = signal.getsignal(signal.SIGINT)
-    with SigintAtChunkEnd() as s:
-        assert signal.getsignal(signal.SIGINT) == s._handler
-        with SigintAtChunkEnd() as inner:  # nested: the outer one keeps SIGINT
-            assert signal.getsignal(signal.SIGINT) == s._handler and inner._watcher is None
-    assert signal.getsignal(signal.SIGINT) is before
-    assert signal.set_wakeup_fd(-1) == -1  # the wakeup fd was given back
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a run from a terminal
+    try:
+        with SigintAtChunkEnd() as s:
+            assert signal.getsignal(signal.SIGINT) == s._handler
+            with SigintAtChunkEnd() as inner:  # nested: the outer one keeps SIGINT
+                assert signal.getsignal(signal.SIGINT) == s._handler and inner._watcher is None
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.set_wakeup_fd(-1) == -1  # the wakeup fd was given back
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a program that ignores SIGINT keeps ignoring it
+        with SigintAtChunkEnd():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def _default_sigint():
+    """SIGINT at its default in the child, even when a shell started this run in the background
+    (which ignores SIGINT, and Python then installs no handler of its own)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 # -- subprocesses sent SIGINT ---------------------------------------------------------------
@@ -133,7 +145,7 @@ def _start(tmp_path, seconds):
     script = tmp_path / "workload.py"
     script.write_text(WORKLOAD)
     return subprocess.Popen([sys.executable, str(script), str(tmp_path / "rows.csv"), ",".join(map(str, seconds))],
-                            stderr=subprocess.PIPE, text=True, bufsize=1)
+                            stderr=subprocess.PIPE, text=True, bufsize=1, preexec_fn=_default_sigint)
 
 
 def _wait_for(proc, text, seen, timeout=120.0):
