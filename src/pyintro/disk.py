@@ -17,9 +17,11 @@ __all__ = ["atomic_path", "strict", "write_json", "write_text"]
 def atomic_path(path) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to (by any means: Python, gguf, llama.cpp).
     When the block ends, the file there is fsynced and renamed over ``path``; if the block
-    fails, it is removed. Either way ``path`` is never half-written."""
+    fails, it is removed. Either way ``path`` is never half-written. The temporary name holds the
+    process id, so processes writing one file at once (shards sharing a concept library) never
+    write into one temporary file: each renames a whole file, and the last rename wins."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp
         with open(tmp, "rb+") as f:
@@ -38,15 +40,16 @@ def write_text(path, text: str) -> Path:
 
 
 def strict(data):
-    """``data`` with every NaN or infinite float replaced by None, so that it is strict JSON."""
+    """``data`` with every NaN or infinite float replaced by None, so that it is strict JSON;
+    numpy scalars and arrays as Python numbers and lists, tuples as lists."""
     if isinstance(data, float):
         return data if math.isfinite(data) else None
     if isinstance(data, dict):
         return {k: strict(v) for k, v in data.items()}
     if isinstance(data, (list, tuple)):
         return [strict(v) for v in data]
-    if hasattr(data, "item") and callable(data.item):  # a numpy scalar
-        return strict(data.item())
+    if hasattr(data, "tolist") and type(data).__module__ == "numpy":
+        return strict(data.tolist())
     return data
 
 

@@ -252,7 +252,7 @@ def run_chunks(table: Table, chunks: list, compute: Callable, keys: Callable, pr
     todo = [(c, table.missing(keys(c))) for c in chunks]
     todo = [(c, n) for c, n in todo if n]
     total = sum(n for _, n in todo)
-    with Progress(progress, total, desc, unit) as bar, SigintAtChunkEnd() as interrupt:
+    with Progress(progress, total, desc, unit) as bar, SigintAtChunkEnd(bar) as interrupt:
         for chunk, _ in todo:
             bar.advance(table.add(compute(chunk)))
             if interrupt.requested and bar.done < total:
