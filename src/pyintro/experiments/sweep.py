@@ -240,7 +240,9 @@ def prepare(model, vector=None, layers=None, strengths=None, controls: Optional[
             files = ["caps.gguf"]
     work = design(model, vector, layers, strengths, questions, positions, scale, seed, answers, shard=shard,
                   n_random=2 if n_random is None else n_random)
-    work.context.update(files=files, answer_label=f"{work.meta['answers']['yes']} vs {work.meta['answers']['no']}")
+    yes, no = work.meta["answers"]["yes"], work.meta["answers"]["no"]
+    work.context.update(files=files, answer_label="b = logit(" + "|".join(map(repr, yes)) + ") - logit(" +
+                        "|".join(map(repr, no)) + ")")
     return work
 
 

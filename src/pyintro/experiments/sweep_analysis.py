@@ -212,7 +212,7 @@ def analyse(rows: list, context: dict) -> Analysis:
             "fraction_introspection_shift_exceeds_all_controls": sh["fraction_exceeds_all"],
             "best_cell": sh["best"], "null_best_cell": sh["null_best"],
             "pooled": {k: both["b_pooled"][k] for k in ("r_levels", "r_shifts", "best", "null_best")},
-            "verdict": verdict(sh, f"b over {context.get('answer_label', 'the default answer tokens')}"),
+            "verdict": verdict(sh, context.get("answer_label", "b")),
             "verdict_pooled": verdict(both["b_pooled"], "b over the pooled spellings"),
             "levels": {"correlation": an["correlation"], "fraction_exceeds": an["fraction_exceeds"],
                        "n_points": an["n_points"]}}
