@@ -176,3 +176,7 @@ def main() -> None:
         "Reproduce: `python bench/capture_speed.py --readme docs/performance.md`",
     ])
     report("capture_speed_quick" if args.quick else "capture_speed", result, table, args.readme, "capture_speed")
+
+
+if __name__ == "__main__":
+    main()

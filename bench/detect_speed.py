@@ -91,3 +91,7 @@ def main() -> None:
         "Reproduce: `python bench/detect_speed.py --readme docs/performance.md`",
     ])
     report("detect_speed", result, md, args.readme, "detect_speed")
+
+
+if __name__ == "__main__":
+    main()

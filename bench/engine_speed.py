@@ -99,3 +99,7 @@ def main() -> None:
         "Reproduce: `python bench/engine_speed.py --readme docs/performance.md`",
     ])
     report("engine_speed", result, table, args.readme, "engine_speed")
+
+
+if __name__ == "__main__":
+    main()

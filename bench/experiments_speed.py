@@ -200,3 +200,7 @@ def main() -> None:
         "Reproduce: `python bench/experiments_speed.py --readme docs/experiments.md`",
     ])
     report(name, result, table, args.readme, "experiments_speed")
+
+
+if __name__ == "__main__":
+    main()

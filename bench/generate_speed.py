@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import (RESULTS, OtherLoad, interleaved, machine, machine_line,  # noqa: E402
+from _common import (OtherLoad, interleaved, machine, machine_line,  # noqa: E402
                      report)
 from hf_reference import HFModel, LlamaBatchedGen  # noqa: E402
 
@@ -284,3 +284,7 @@ def main() -> None:
     unpadded.close()
     report(("generate_speed_quick" if args.quick else "generate_speed") + suffix, result, md,
            args.readme, "generate_speed" + suffix.lower(), md=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -120,3 +120,7 @@ def main() -> None:
     m = machine()
     md = table(results, m, args.repeats)
     report("head_speed", {"machine": m, "results": results}, md, args.readme, "head_speed")
+
+
+if __name__ == "__main__":
+    main()

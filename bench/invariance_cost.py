@@ -86,3 +86,9 @@ def main() -> None:
         "Reproduce: `python bench/invariance_cost.py --readme docs/numerics.md`",
     ])
     report("invariance_cost", result, md, args.readme, "invariance_cost")
+    inv.close()
+    old.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -126,3 +126,7 @@ def main() -> None:
     m = machine()
     md = table(r, m)
     report("knobs", {"machine": m, "result": r}, md, args.readme, "knobs")
+
+
+if __name__ == "__main__":
+    main()

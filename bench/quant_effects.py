@@ -204,3 +204,39 @@ def main() -> None:
     ]
     table = "\n".join(lines)
     report(name, result, table, args.readme, "quant_effects", extra=[png])
+
+
+def plot(per_file: list[dict], out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(per_file, key=lambda f: -f["size_mb"])
+    x = np.arange(len(rows))
+    labels = [f"{f['label'].replace(' (default)', '*')}\n({f['tensor_types']['dominant']})" for f in rows]
+    fig, ax = plt.subplots(figsize=(9, 5), dpi=110)
+    mean_db = [f["drift_vs_f16"]["mean_abs_db"] for f in rows]
+    max_db = [f["drift_vs_f16"]["max_abs_db"] for f in rows]
+    ax.bar(x, mean_db, color="tab:blue", width=0.6, label="mean |Δb| vs F16")
+    ax.plot(x, max_db, "v", color="tab:blue", markersize=7, label="max |Δb| vs F16")
+    ax.set_yscale("symlog", linthresh=0.01)
+    ax.set_ylabel("|Δb| over the sweep grid (logits)")
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_xlabel("file (dominant tensor type by weights); * = the default model")
+    ax2 = ax.twinx()
+    ax2.plot(x, [f["size_mb"] for f in rows], "o-", color="tab:orange", label="file size")
+    ax2.set_ylabel("file size (MB)", color="tab:orange")
+    ax2.set_ylim(0, max(f["size_mb"] for f in rows) * 1.1)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=8, frameon=False)
+    ax.set_title("SmolLM2-135M-Instruct: drift of b = logit(Yes) − logit(No) against F16, and file size", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+if __name__ == "__main__":
+    main()

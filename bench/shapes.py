@@ -448,3 +448,7 @@ def main() -> None:
     md = table(rows, args, m_info, other)
     report(args.name + ("_quick" if args.quick else ""), result, md,
            args.readme, "shapes", md=True)
+
+
+if __name__ == "__main__":
+    main()

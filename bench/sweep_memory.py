@@ -66,3 +66,7 @@ def main() -> None:
     md = "\n".join(lines)
     report(f"sweep_memory_{args.points}", {"machine": m, "results": results}, md,
            args.readme, f"sweep_memory_{args.points}")
+
+
+if __name__ == "__main__":
+    main()

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, OtherLoad, interleaved, machine, machine_line, report  # noqa: E402
+from _common import OtherLoad, interleaved, machine, machine_line, report  # noqa: E402
 from hf_reference import HFModel, LlamaCvec, PeakRSS, b_values, pearson, rss_mb  # noqa: E402
 
 import pyintro  # noqa: E402
@@ -375,3 +375,18 @@ def main() -> None:
     table = "\n".join(lines)
     report(("sweep_speed_quick" if args.quick else "sweep_speed") + suffix, result, table,
            args.readme, "sweep_speed" + suffix.lower(), md=True)
+
+
+def _shown(path) -> str:
+    """``path`` relative to the current folder when it is inside it (a model alias as given)."""
+    path = Path(path)
+    if not path.exists():
+        return str(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,5 @@
 """The engine's invariants, on the default model."""
 
-import ctypes
 import dataclasses
 import subprocess
 import sys

@@ -4,7 +4,6 @@ workload: hashlib's PBKDF2, which holds no GIL and ignores signals for its whole
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

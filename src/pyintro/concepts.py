@@ -40,7 +40,8 @@ from pyintro.stimuli import BASELINE_WORDS, CATEGORY_WORDS, CONCEPT_WORDS, CONTR
 from pyintro.vectors import ConceptVector
 
 TEMPLATE = "Tell me about {}"
-RECIPE = {"template": TEMPLATE, "word_case": "lower", "position": "the prompt's last token (where the assistant speaks)",
+RECIPE = {"template": TEMPLATE, "word_case": "lower",
+          "position": "the prompt's last token (where the assistant speaks)",
           "baseline": "stimuli.BASELINE_WORDS (Lindsey 2025, 100 entries), lower case", "normalised": False}
 CHUNK_SECONDS = 2.0  # extraction chunks are sized to take about this long (Ctrl-C waits for one)
 FIRST_CHUNK = 2  # prompts in the first chunk, before a rate is known

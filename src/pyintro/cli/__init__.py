@@ -81,6 +81,6 @@ def main(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
-from pyintro.cli import concepts, info, paper, quant, results, sweep, vectors  # noqa: E402  (commands register on main)
+from pyintro.cli import concepts, info, paper, quant, results, sweep, vectors  # noqa: E402,F401  (commands register on main)
 
 __all__ = ["main"]

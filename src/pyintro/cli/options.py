@@ -68,7 +68,8 @@ def load_model(path=None, threads: Optional[int] = None, own_format: bool = Fals
         click.echo("Warning: --gpu-layers has no effect: this llama.cpp build has no GPU backend "
                    "(rebuild llama-cpp-python with CMAKE_ARGS=\"-DGGML_CUDA=on\").", err=True)
     fmt = {} if own_format else {"chat_template": opts.get("chat_template") or "auto",
-                                 "user_prefix": opts.get("user_prefix"), "assistant_prefix": opts.get("assistant_prefix")}
+                                 "user_prefix": opts.get("user_prefix"),
+                                 "assistant_prefix": opts.get("assistant_prefix")}
     return Model.load(opts.get("model") if path is None else path, n_gpu_layers=gpu_layers,
                       n_threads=threads or opts.get("threads"), **fmt)
 

@@ -17,7 +17,8 @@ def _sentences(path):
 
 
 sentences_option = click.option("--sentences", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                                help="A sentence file, one sentence per line, no empty lines (default: the paper's 50).")
+                                help="A sentence file, one sentence per line, no empty lines "
+                                     "(default: the paper's 50).")
 pairs_option = click.option("--pairs", "n_pairs", type=click.IntRange(min=1), default=None,
                             help="Use the first N sentence/word pairs (default: all; --quick: a few).")
 
@@ -67,7 +68,8 @@ def detect(common, n_trials, judge, prompt_name, n_bias, answers):
 @trials_option
 @judge_option
 @click.option("--prompt", "prompt_name", type=click.Choice(["paper", "no_immediately"]), default="paper",
-              show_default=True, help="The paper's prompts, or the same without \"Answer immediately.\" (its ablation).")
+              show_default=True,
+              help="The paper's prompts, or the same without \"Answer immediately.\" (its ablation).")
 def thoughts(common, sentences, n_pairs, n_trials, judge, prompt_name):
     """Experiment 2: does the model name a word injected on a sentence while still repeating it?
 

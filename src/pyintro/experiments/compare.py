@@ -117,7 +117,8 @@ def compare_experiment(
     the experiment's, e.g. the thought's 10-way top-1 rate, P(apology), the contrasts' mean
     cosine difference) against the most precise file: max and mean |difference| and the
     correlation, over the cells both have."""
-    from pyintro.experiments import EXPERIMENTS, run
+    from pyintro.experiments import EXPERIMENTS
+    from pyintro.experiments import run as run_experiment
 
     if experiment not in EXPERIMENTS:
         raise ValueError(f"experiment must be one of {', '.join(EXPERIMENTS)}, got {experiment!r}")
@@ -134,7 +135,7 @@ def compare_experiment(
             folder = out_dir / f"{i + 1:02d}-{Path(path).stem}"
             folder.mkdir(parents=True, exist_ok=True)
             with load(Path(path)) as m:
-                run(exp, m, folder, progress=False, **run_args)
+                run_experiment(exp, m, folder, progress=False, **run_args)
                 quant = m.quant_type
             cells = _read_cells(folder / table)
             if cells and metric not in cells[0]:

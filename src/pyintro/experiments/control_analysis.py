@@ -21,8 +21,10 @@ CONTRASTS = [("think_vs_baseline", "think", None), ("dont_think_vs_baseline", "d
 
 LABELS = {"think_vs_dont_think": "think − don't think", "rewarded_vs_punished": "rewarded − punished",
           "happy_vs_sad": "happy − sad", "charity_vs_terrorist": "charity − terrorist organisations",
-          "c1_affirm_vs_negate": "control 1: affirmative − negated", "c2_affirm_vs_negate": "control 2: affirmative − negated",
-          "c3_affirm_vs_negate": "control 3: affirmative − negated", "c4_rewarded_vs_punished": "control 4: rewarded − punished"}
+          "c1_affirm_vs_negate": "control 1: affirmative − negated",
+          "c2_affirm_vs_negate": "control 2: affirmative − negated",
+          "c3_affirm_vs_negate": "control 3: affirmative − negated",
+          "c4_rewarded_vs_punished": "control 4: rewarded − punished"}
 CONTRAST_COLUMNS = ["contrast", "a", "b", "layer", "depth", "n", "mean", "lo", "hi"]
 
 

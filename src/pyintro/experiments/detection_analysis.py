@@ -73,7 +73,8 @@ def cells(rows, fpr: float = 0.05) -> list[dict]:
         top10 = np.array([r["id10_top1"] == 1 for r in rs])
         cell = {"condition": cond, "layer": L, "depth": float(rs[0]["depth"]), "strength": s, "n": len(rs),
                 "b_shift": float(col["b"].mean() - float(base["b"])),
-                "phrase_shift": float(col["phrase"].mean() - float(base["phrase"])), "intro": float(col["intro"].mean()),
+                "phrase_shift": float(col["phrase"].mean() - float(base["phrase"])),
+                "intro": float(col["intro"].mean()),
                 "tpr": float(np.mean(col["b"] > thr)), "combined": float(np.mean((col["b"] > thr) & top10)),
                 "coherence_drop": float(col["coherence"].mean() - float(base["coherence"]))}
         cell["incoherent"] = int(cell["coherence_drop"] < INCOHERENT)
@@ -122,9 +123,9 @@ def summary(rows, fpr: float = 0.05) -> dict:
                            "bias_b": float(base["bias_b"]), "coherence": float(base["coherence"])},
             "threshold": {"fpr": fpr, "b": thr, "negatives": neg},
             "best_cell": dict(best, interval=_interval(rows, best, "intro")) if best else None,
-            "null_best_cell": null, "random_at_best_cell": next((c for c in cs if c["condition"] == "random" and best and
-                                                                 (c["layer"], c["strength"]) ==
-                                                                 (best["layer"], best["strength"])), None),
+            "null_best_cell": null,
+            "random_at_best_cell": next((c for c in cs if c["condition"] == "random" and best and
+                                         (c["layer"], c["strength"]) == (best["layer"], best["strength"])), None),
             "best_identification_cell": dict(ident, interval=_interval(rows, ident, "id10_top1")) if ident else None,
             "null_best_identification_cell": ident_null, "uninjected_identification": none["id10"] if none else None,
             "best_tpr_cell": _best(cs, "concept", "tpr"), "null_best_tpr_cell": _best(cs, "random", "tpr"),

@@ -103,7 +103,8 @@ class DryModel:
 @dataclass
 class Plan:
     """A run's cost: ``cells`` (units of work with results), ``rows`` (result rows),
-    ``token_rows``, ``calls`` (llama.cpp decodes) and ``output_rows`` (full-vocabulary logits), ``shard_units`` (what ``--shard`` splits),
+    ``token_rows``, ``calls`` (llama.cpp decodes) and ``output_rows`` (full-vocabulary logits),
+    ``shard_units`` (what ``--shard`` splits),
     ``seconds`` (the estimate on this machine), ``peak_memory_bytes`` and, for a target time
     per job, ``shards`` (how many to use)."""
 

@@ -176,7 +176,8 @@ def figure(cs, head, path, title: str, exp1_head=None):
     p3 = {"ylabel": "Yes/No form: gain in b(meant) vs max(none, random)", "lines": [], "hlines": [(0.0, "")]}
     for s in strengths:
         pts = [c for c in cs if c["condition"] == "matching" and c["strength"] == s]
-        p3["lines"].append({"label": f"strength {s:g}", "x": [c["depth"] for c in pts], "y": [c["b_gain"] for c in pts]})
+        p3["lines"].append({"label": f"strength {s:g}", "x": [c["depth"] for c in pts],
+                            "y": [c["b_gain"] for c in pts]})
     panels = [p1, p2, p3]
     if exp1_head and exp1_head["cells"]:
         c1 = exp1_head["cells"]

@@ -26,7 +26,7 @@ from pyintro import plots
 from pyintro.experiments import pairs
 from pyintro.experiments.prefill import CONDITIONS, QUICK, STRENGTHS, PairPrompts, needed_words, random_word
 from pyintro.experiments.protocol import Analysis, Experiment, Schema, Stage, Work
-from pyintro.experiments.stats import bootstrap, depth, seed_for, shard_of
+from pyintro.experiments.stats import bootstrap, depth, rate, seed_for, shard_of
 from pyintro.experiments.thoughts import PairPrompts as ReadPrompts
 from pyintro.experiments.thoughts import _points, normalise
 from pyintro.injection import Injection, Layers, Positions
@@ -113,11 +113,6 @@ def trials(model, vectors: dict, pair_list, layers=None, strengths=STRENGTHS, n_
     return TRIALS.execute(model, work, out, resume, progress, shard)
 
 
-def _rate(values) -> float:
-    vals = [float(v) for v in values if v != ""]
-    return float(np.mean(vals)) if vals else float("nan")
-
-
 def cells(rows) -> list[dict]:
     """Per (condition, layer, strength): the apology rate (judge or keywords), the keyword rate,
     the transcription rate, unparsed judge answers and judge/keyword agreement; for ``matching``
@@ -129,9 +124,9 @@ def cells(rows) -> list[dict]:
     for (c, L, s), rs in groups.items():
         graded = [r for r in rs if r["apology"] != ""]
         out[(c, L, s)] = {"condition": c, "layer": L, "depth": float(rs[0]["depth"]), "strength": s, "n": len(rs),
-                          "apology": _rate(r["apology"] for r in rs), "apology_kw": _rate(r["apology_kw"] for r in rs),
-                          "transcribed": _rate(r["transcribed"] for r in rs), "unparsed": len(rs) - len(graded),
-                          "agreement": _rate(int(r["apology"] == r["apology_kw"]) for r in graded),
+                          "apology": rate(r["apology"] for r in rs), "apology_kw": rate(r["apology_kw"] for r in rs),
+                          "transcribed": rate(r["transcribed"] for r in rs), "unparsed": len(rs) - len(graded),
+                          "agreement": rate(int(r["apology"] == r["apology_kw"]) for r in graded),
                           "reduction": float("nan")}
     none = out.get(("none", -1, 0.0))
     for (c, L, s), cell in out.items():
@@ -154,7 +149,7 @@ def analyse(rows: list, context: dict) -> Analysis:
                 and (int(r["layer"]), float(r["strength"])) == (best["layer"], best["strength"])]
         lo, hi = bootstrap(vals, seed=int(context.get("seed", 0)))[1:]
         best = dict(best, apology_interval=[lo, hi])
-    agree = _rate(int(r["apology"] == r["apology_kw"]) for r in rows if r["apology"] != "")
+    agree = rate(int(r["apology"] == r["apology_kw"]) for r in rows if r["apology"] != "")
     head = {"uninjected": none, "best_cell": best, "null_best_cell": null_best, "grader": context.get("grader"),
             "judge_keyword_agreement": agree, "unparsed": sum(c["unparsed"] for c in cs)}
     head["verdict"] = (f"the largest drop in the apology rate is {best['reduction']:+.0%} at layer {best['layer']}, "

@@ -155,7 +155,9 @@ def finish(exp: Experiment, rows: list, out_dir, prov: dict, context: dict, star
     for name, draw in a.figures.items():
         draw(out_dir / name)
     summary = {"experiment": exp.title, "source": CITATION, "mode": context.get("mode", exp.mode), "provenance": prov,
-               **a.head, "residual_norms": context.get("residual_norms"), "files": [*context.get("files", []), "results.csv", *a.tables, *a.figures, "summary.json"], "report": a.report}
+               **a.head, "residual_norms": context.get("residual_norms"),
+               "files": [*context.get("files", []), "results.csv", *a.tables, *a.figures, "summary.json"],
+               "report": a.report}
     if start is not None:
         summary["elapsed_s"] = round(time.perf_counter() - start, 1)
     if plan is not None:

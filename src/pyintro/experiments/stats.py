@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["auroc", "bootstrap", "depth", "distractors", "evenly_spaced", "seed_for", "shard_of"]
+__all__ = ["auroc", "bootstrap", "depth", "distractors", "evenly_spaced", "rate", "seed_for", "shard_of"]
 
 
 def seed_for(*parts) -> np.random.Generator:
@@ -72,3 +72,9 @@ def bootstrap(values, n_boot: int = 1000, seed: int = 0, level: float = 0.95) ->
     means = x[idx].mean(axis=1)
     a = (1 - level) / 2
     return float(x.mean()), float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+
+
+def rate(values) -> float:
+    """The mean of ``values`` leaving out empty cells ("": not graded); NaN when none is left."""
+    vals = [float(v) for v in values if v != ""]
+    return float(np.mean(vals)) if vals else float("nan")

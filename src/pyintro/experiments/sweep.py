@@ -246,6 +246,7 @@ def prepare(model, vector=None, layers=None, strengths=None, controls: Optional[
     return work
 
 
-EXPERIMENT = Experiment("run", "the follow-up post: the introspection question's Yes/No belief beside control questions",
+EXPERIMENT = Experiment("run",
+                        "the follow-up post: the introspection question's Yes/No belief beside control questions",
                         SCHEMA, SAME_ON_RESUME, prepare, analysis.analyse, QUICK,
                         ("cells.csv", ("vector", "layer", "strength"), "specific"), mode="Yes/No beliefs")

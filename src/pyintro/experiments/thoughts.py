@@ -236,5 +236,5 @@ def prepare(model, words: Optional[Sequence[str]] = None, sentences: Optional[Se
 
 
 EXPERIMENT = Experiment("thoughts", "Lindsey (2025), experiment 2: distinguishing injected thoughts from text", SCHEMA,
-                        SAME_ON_RESUME, prepare, analysis.analyse, QUICK, ("cells.csv", ("condition", "layer", "strength"),
-                                                                  "think"), strength_range=pairs.STRENGTH_RANGE)
+                        SAME_ON_RESUME, prepare, analysis.analyse, QUICK,
+                        ("cells.csv", ("condition", "layer", "strength"), "think"), strength_range=pairs.STRENGTH_RANGE)

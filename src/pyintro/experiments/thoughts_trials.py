@@ -17,7 +17,7 @@ most 15 tokens), each trial with its own seed, the word's vector on the sentence
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from pyintro import concepts as library
 from pyintro import plots
 from pyintro.experiments import pairs
 from pyintro.experiments.protocol import Analysis, Experiment, Schema, Stage, Work
-from pyintro.experiments.stats import bootstrap, depth, seed_for, shard_of
+from pyintro.experiments.stats import bootstrap, depth, rate, seed_for, shard_of
 from pyintro.experiments.thoughts import N_CHOICES, QUICK, STRENGTHS, PairPrompts, _points, normalise
 from pyintro.injection import Layers
 from pyintro.judge import choice, fill
@@ -103,11 +103,6 @@ def trials(model, vectors: dict, pair_list, layers=None, strengths=STRENGTHS, n_
     return TRIALS.execute(model, work, out, resume, progress, shard)
 
 
-def _rate(values) -> float:
-    vals = [float(v) for v in values if v != ""]
-    return float(np.mean(vals)) if vals else float("nan")
-
-
 def cells(rows) -> list[dict]:
     """Per (condition, layer, strength): the thought, repeat and joint rates over the graded
     trials, the keyword grade's thought rate, how many the judge left unparsed, and how often the
@@ -119,10 +114,10 @@ def cells(rows) -> list[dict]:
     for (cond, L, s), rs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "none", kv[0][1:])):
         graded = [r for r in rs if r["think"] != ""]
         out.append({"condition": cond, "layer": L, "depth": float(rs[0]["depth"]), "strength": s, "n": len(rs),
-                    "think": _rate(r["think"] for r in rs), "think_kw": _rate(r["think_kw"] for r in rs),
-                    "repeat": _rate(r["repeat"] for r in rs), "joint": _rate(r["joint"] for r in rs),
+                    "think": rate(r["think"] for r in rs), "think_kw": rate(r["think_kw"] for r in rs),
+                    "repeat": rate(r["repeat"] for r in rs), "joint": rate(r["joint"] for r in rs),
                     "unparsed": len(rs) - len(graded),
-                    "agreement": _rate(int(r["think"] == r["think_kw"]) for r in graded)})
+                    "agreement": rate(int(r["think"] == r["think_kw"]) for r in graded)})
     return out
 
 
@@ -135,14 +130,15 @@ def analyse(rows: list, context: dict) -> Analysis:
         vals = [float(r["joint"]) for r in rows if r["joint"] != "" and r["condition"] == "injected"
                 and (int(r["layer"]), float(r["strength"])) == (best["layer"], best["strength"])]
         best = dict(best, interval=list(bootstrap(vals, seed=int(context.get("seed", 0)))[1:]))
-    agree = _rate(int(r["think"] == r["think_kw"]) for r in rows if r["think"] != "")
+    agree = rate(int(r["think"] == r["think_kw"]) for r in rows if r["think"] != "")
     head = {"uninjected": none, "best_cell": best, "grader": context.get("grader"), "judge_keyword_agreement": agree,
             "unparsed": sum(c["unparsed"] for c in cs), "chance": 1 / N_CHOICES}
-    head["verdict"] = (f"best joint rate {best['joint']:.0%} [{best['interval'][0]:.0%}, {best['interval'][1]:.0%}] "
-                       f"at layer {best['layer']}, strength {best['strength']:g}, against {none['joint'] if none else float('nan'):.0%} "
-                       f"with no injection (the word named {best['think']:.0%} vs {none['think'] if none else float('nan'):.0%}; "
-                       f"graded by {context.get('grader')}, agreeing with keywords on {agree:.0%})"
-                       if best else "no injected trials were graded")
+    nan = float("nan")
+    head["verdict"] = (f"best joint rate {best['joint']:.0%} [{best['interval'][0]:.0%}, {best['interval'][1]:.0%}] at "
+                       f"layer {best['layer']}, strength {best['strength']:g}, against "
+                       f"{none['joint'] if none else nan:.0%} with no injection (the word named {best['think']:.0%} vs "
+                       f"{none['think'] if none else nan:.0%}; graded by {context.get('grader')}, agreeing with "
+                       f"keywords on {agree:.0%})" if best else "no injected trials were graded")
     fig = {"thought_trials.png": lambda p: plots.by_depth(
         [c for c in cs if c["condition"] == "injected"], p,
         [("think", "thought named (sampled, graded)", 0.1), ("repeat", "sentence repeated (sampled)", None),

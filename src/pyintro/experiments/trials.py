@@ -34,7 +34,7 @@ from pyintro import plots
 from pyintro.experiments.detection import TRIAL_MARKER, trial_messages
 from pyintro.experiments.dialogue import prompt, span_start
 from pyintro.experiments.protocol import Analysis, Experiment, Schema, Stage, Work
-from pyintro.experiments.stats import depth, evenly_spaced, seed_for, shard_of
+from pyintro.experiments.stats import depth, evenly_spaced, rate, seed_for, shard_of
 from pyintro.injection import Injection, Layers, Positions, Strengths
 from pyintro.judge import fill
 from pyintro.stimuli import CATEGORY_WORDS, CONCEPT_WORDS, PROMPTS, messages
@@ -183,18 +183,13 @@ def _category(word: str) -> str:
     return next((c for c, ws in CATEGORY_WORDS.items() if word in ws), "")
 
 
-def _rate(values) -> float:
-    vals = [float(v) for v in values if v != ""]
-    return float(np.mean(vals)) if vals else float("nan")
-
-
 def rates(rows, by: str = "cell") -> list[dict]:
     """Per (layer, strength) (``by="cell"``) or per category (``by="category"``): the success
     rate of injected trials, the false-positive rate of control trials (coherent and
     affirmative without injection), and their difference, the paper's summary metric; the
     share of trials that mention their concept; trials the judge left unparsed."""
     control = [r for r in rows if r["condition"] == "control"]
-    fp = _rate("" if "" in (r["coherent"], r["affirmative"]) else int(r["coherent"] and r["affirmative"])
+    fp = rate("" if "" in (r["coherent"], r["affirmative"]) else int(r["coherent"] and r["affirmative"])
                for r in control)
     groups: dict[tuple, list] = {}
     for r in rows:
@@ -203,10 +198,10 @@ def rates(rows, by: str = "cell") -> list[dict]:
             groups.setdefault(g, []).append(r)
     out = []
     for g, rs in sorted(groups.items()):
-        success = _rate(r["success"] for r in rs)
+        success = rate(r["success"] for r in rs)
         cell = {"layer": g[0], "depth": float(rs[0]["depth"]), "strength": g[1]} if by == "cell" else {"category": g[0]}
         out.append({**cell, "condition": "concept", "n": len(rs), "success": success,
-                    "affirmative": _rate(r["affirmative"] for r in rs), "mentioned": _rate(r["mentioned"] for r in rs),
+                    "affirmative": rate(r["affirmative"] for r in rs), "mentioned": rate(r["mentioned"] for r in rs),
                     "unparsed": sum(1 for r in rs if "" in (r["coherent"], r["affirmative"], r["identified"])),
                     "false_positive": fp, "net": success - fp})
     return out
@@ -222,7 +217,7 @@ def modes(rows) -> list[dict]:
         if r["condition"] == "concept":
             by.setdefault(float(r["strength"]), []).append(r)
     return [{"strength": s, "n": len(rs), **{m: float(np.mean([r["mode"] == m for r in rs])) for m in names},
-             "mentioned": _rate(r["mentioned"] for r in rs)} for s, rs in sorted(by.items())]
+             "mentioned": rate(r["mentioned"] for r in rs)} for s, rs in sorted(by.items())]
 
 
 def analyse(rows: list, context: dict) -> Analysis:
@@ -231,7 +226,7 @@ def analyse(rows: list, context: dict) -> Analysis:
     judged = context.get("judge") is not None
     grader = f"judge {context['judge']['model']}" if judged else "keywords"
     graded = [r for r in rows if r["coherent"] != "" and r["affirmative"] != ""]
-    agree = _rate(int((r["coherent"], r["affirmative"], r["identified"]) ==
+    agree = rate(int((r["coherent"], r["affirmative"], r["identified"]) ==
                       (r["kw_coherent"], r["kw_affirmative"], r["kw_identified"])) for r in graded) if judged else None
     head = {"best_cell": best, "by_category": rates(rows, by="category"), "failure_modes": modes(rows),
             "grader": "judge" if judged else "keywords (cruder than a judge)", "judge": context.get("judge"),
