@@ -159,7 +159,7 @@ def test_run_end_to_end(tmp_path):
     ctrl = np.array([[float(r["b"]) for r in caps if r["question"] == q] for q in
                      sorted({r["question"] for r in caps if r["question_kind"] == "control"})]).mean(axis=0)
     assert summary["levels"]["correlation"] == pytest.approx(np.corrcoef(intro, ctrl)[0, 1], abs=1e-6)
-    assert summary["verdict"].startswith("b = logit('Yes') - logit('No')") and "null max" in summary["verdict"]
+    assert summary["verdict"].startswith("b = logit('Yes') - logit('No')") and "the null's best" in summary["verdict"]
     assert summary["answers"]["yes"] == ["Yes"] and summary["pooled"]["best"] is not None
 
 def test_sweep_killed_with_sigkill_resumes_to_the_full_set(caps, tmp_path):

@@ -43,7 +43,8 @@ def test_shifts_start_from_one_uninjected_point(sweep_rows):
     assert sh["r_shifts"] == pytest.approx(np.corrcoef([c["intro_shift"] for c in cells],
                                                        [c["control_shift"] for c in cells])[0, 1], abs=1e-12)
     best = sh["best"]
-    assert best["specific"] == max(c["specific"] for c in cells) and best["lo"] <= best["specific"] <= best["hi"]
+    assert best["specific"] == max(c["specific"] for c in cells)
+    assert best["interval"][0] <= best["specific"] <= best["interval"][1]
     assert sh["null_best"]["vector"] == "random 1"
     assert sweep_analysis.shifts(sweep_rows, "vector", ["random 1"])["best"] == best  # seeded: reproducible
 
@@ -87,21 +88,24 @@ def test_null_identification_uses_the_same_candidates(m, lib, pair_list):
 
 @pytest.mark.parametrize("module", [thoughts_trials, prefill_trials])
 def test_sampled_trials_resume_and_shard_to_the_same_csv(m, lib, pair_list, tmp_path, module):
-    args = dict(layers=[12], strengths=[8.0], n_trials=2, progress=False)
+    def trials(out, resume=False, shard=None):
+        work = module.design(m, lib, pair_list[:2], layers=[12], strengths=[8.0], n_trials=2, shard=shard)
+        return module.TRIALS.execute(m, work, out, resume, progress=False, shard=shard)
+
     full = tmp_path / "full.csv"
-    module.trials(m, lib, pair_list[:2], out=full, **args)
+    trials(full)
     text = full.read_text()
     lines = text.splitlines(keepends=True)
     cut = tmp_path / "cut.csv"
     cut.write_text("".join(lines[:4]) + lines[4][:9])  # killed mid-row
     (tmp_path / "cut.csv.json").write_text(full.with_name("full.csv.json").read_text())
-    module.trials(m, lib, pair_list[:2], out=cut, resume=True, **args)
+    trials(cut, resume=True)
     assert cut.read_text() == text
     dirs = []
     for k in (1, 2):
         d = tmp_path / f"s{k}"
         d.mkdir()
-        module.trials(m, lib, pair_list[:2], out=d / "results.csv", shard=(k, 2), **args)
+        trials(d / "results.csv", shard=(k, 2))
         dirs.append(d)
     merge(dirs, tmp_path / "merged")
     got = {module.SCHEMA.key(r): r for r in module.SCHEMA.read(tmp_path / "merged" / "results.csv")}

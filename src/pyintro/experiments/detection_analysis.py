@@ -19,7 +19,7 @@ import numpy as np
 
 from pyintro import plots
 from pyintro.experiments.protocol import Analysis
-from pyintro.experiments.stats import auroc, bootstrap
+from pyintro.experiments.stats import against_null, auroc, bootstrap
 
 __all__ = ["CELL_COLUMNS", "analyse", "best_layer", "cells", "summary", "threshold"]
 
@@ -145,20 +145,16 @@ def verdict(head: dict) -> str:
     b, null, t = head["best_cell"], head["null_best_cell"], head["threshold"]
     if b is None:
         return "no injected cells to judge"
-    lo, hi = b["interval"]
-    where = f"layer {b['layer']}, strength {b['strength']:g}"
-    beats = null is not None and lo > null["intro"]
+    beats, words = against_null(b, null, "intro")
     tpr, tpr_null = (c["tpr"] if c else float("nan") for c in (head["best_tpr_cell"], head["null_best_tpr_cell"]))
     out = (f"{'the best' if beats else 'no'} concept cell's introspection-specific shift exceeds the random-vector "
-           f"null's maximum (best {b['intro']:+.2f} [{lo:+.2f}, {hi:+.2f}] at {where} vs null max "
-           f"{null['intro'] if null else float('nan'):+.2f}); at the {t['fpr']:.0%}-false-positive threshold "
-           f"(b > {t['b']:+.2f}) the best true-positive rate is {tpr:.0%}, against {tpr_null:.0%} for random vectors")
+           f"null's maximum ({words}); at the {t['fpr']:.0%}-false-positive threshold (b > {t['b']:+.2f}) the best "
+           f"true-positive rate is {tpr:.0%}, against {tpr_null:.0%} for random vectors")
     i, n = head["best_identification_cell"], head["null_best_identification_cell"]
     if i is not None:
-        lo, hi = i["interval"]
-        out += (f". Identification: best 10-way top-1 {i['id10']:.0%} [{lo:.0%}, {hi:.0%}] at layer {i['layer']}, "
-                f"strength {i['strength']:g}, against {head['uninjected_identification']:.0%} with no injection and "
-                f"{n['id10'] if n else float('nan'):.0%} at the nulls' best cell (chance 10%)")
+        _, words = against_null(i, n, "id10", ".0%")
+        out += (f". Identification, 10-way top-1: {words} (the nulls: random and negated vectors, no injection; "
+                f"{head['uninjected_identification']:.0%} with no injection, chance 10%)")
     return out
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from pyintro import plots
 from pyintro.experiments.protocol import Analysis
-from pyintro.experiments.stats import bootstrap
+from pyintro.experiments.stats import against_null, bootstrap
 from pyintro.results import read_rows
 
 __all__ = ["CELL_COLUMNS", "analyse", "cells", "read_exp1", "summary"]
@@ -98,11 +98,9 @@ def verdict(head: dict) -> str:
     b, n = head["best_cell"], head["null_best_cell"]
     if b is None:
         return "no injected cell changed the model's answers"
-    lo, hi = b["interval"]
-    beats = n is not None and lo > n["reduction"]
+    beats, words = against_null(b, n, "reduction")
     return (f"{'the prefilled' if beats else 'no'} word's own vector reduces apologies beyond a random word's vector "
-            f"(best reduction in P(apology) {b['reduction']:+.2f} [{lo:+.2f}, {hi:+.2f}] at layer {b['layer']}, "
-            f"strength {b['strength']:g}, vs the random vectors' best {n['reduction'] if n else float('nan'):+.2f})")
+            f"(the reduction in P(apology): {words}, the null being random words' vectors)")
 
 
 def report(head: dict) -> list[str]:

@@ -33,7 +33,7 @@ from pyintro.injection import Injection, Layers, Positions
 from pyintro.judge import fill
 from pyintro.stimuli import CONCEPT_WORDS, PROMPTS
 
-__all__ = ["TRIALS", "keyword_apology", "trials"]
+__all__ = ["TRIALS", "design", "keyword_apology"]
 
 SCHEMA = Schema("condition pair:int sentence word vector_word layer:int depth:float strength:float trial:int reply "
                 "apology:int apology_kw:int transcribed:int grader model quant_type",
@@ -103,14 +103,6 @@ def design(model, vectors: dict, pair_list, layers=None, strengths=STRENGTHS, n_
 
     return Work(meta, [Stage(lambda done: chunks, score, keys, "prefill trials", "trial")],
                 {"seed": int(seed), "grader": grader}, units=len(pair_list))
-
-
-def trials(model, vectors: dict, pair_list, layers=None, strengths=STRENGTHS, n_trials: int = 10, judge=None,
-           pool: Sequence[str] = CONCEPT_WORDS, seed: int = 0, out=None, resume: bool = False, shard=None,
-           progress=None) -> list[dict]:
-    """Sampled, graded trials of experiment 3: one row per trial (see the module docstring)."""
-    work = design(model, vectors, pair_list, layers, strengths, n_trials, judge, pool, seed, shard)
-    return TRIALS.execute(model, work, out, resume, progress, shard)
 
 
 def cells(rows) -> list[dict]:

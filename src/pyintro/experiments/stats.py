@@ -8,7 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["auroc", "bootstrap", "depth", "distractors", "evenly_spaced", "rate", "seed_for", "shard_of"]
+__all__ = ["against_null", "auroc", "bootstrap", "depth", "distractors", "evenly_spaced", "rate", "seed_for",
+           "shard_of"]
 
 
 def seed_for(*parts) -> np.random.Generator:
@@ -78,3 +79,14 @@ def rate(values) -> float:
     """The mean of ``values`` leaving out empty cells ("": not graded); NaN when none is left."""
     vals = [float(v) for v in values if v != ""]
     return float(np.mean(vals)) if vals else float("nan")
+
+
+def against_null(best: dict, null, column: str, fmt: str = "+.2f") -> tuple[bool, str]:
+    """Whether the best cell's bootstrap interval (``best["interval"]``) lies wholly above the
+    null's best cell on the same grid (a maximum compared with a maximum), and the numbers as
+    words: "best X [lo, hi] at layer L, strength s vs the null's best Y"."""
+    lo, hi = best["interval"]
+    value = null[column] if null else float("nan")
+    words = (f"best {best[column]:{fmt}} [{lo:{fmt}}, {hi:{fmt}}] at layer {best['layer']}, strength "
+             f"{best['strength']:g} vs the null's best {value:{fmt}}")
+    return null is not None and lo > value, words

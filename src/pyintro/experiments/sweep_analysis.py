@@ -19,7 +19,7 @@ import numpy as np
 
 from pyintro import plots
 from pyintro.experiments.protocol import Analysis
-from pyintro.experiments.stats import seed_for
+from pyintro.experiments.stats import against_null, seed_for
 
 __all__ = ["analyze", "analyse", "favourable_point", "figures", "shift_cells", "shifts"]
 
@@ -145,7 +145,7 @@ def shifts(rows, vector: str, randoms: Sequence[str] = (), value: str = "b", see
            "uninjected_b": float(intro0), "best": None, "null_best": None}
     if cells:
         best = max(cells, key=lambda c: (c["specific"], -c["layer"], -c["strength"]))
-        out["best"] = dict(best, **_interval(rows, vector, best, base, value, seed, n_boot))
+        out["best"] = dict(best, interval=_interval(rows, vector, best, base, value, seed, n_boot))
     nulls = [c for v in randoms for c in shift_cells(rows, v, value)]
     if nulls:
         out["null_best"] = max(nulls, key=lambda c: c["specific"])
@@ -160,7 +160,7 @@ def _interval(rows, vector, cell, base, value, seed, n_boot) -> dict:
                      if r["question_kind"] == "control"])
     idx = seed_for(seed, "sweep", len(ctrl)).integers(0, len(ctrl), size=(n_boot, len(ctrl)))
     spec = cell["intro_shift"] - ctrl[idx].mean(axis=1)
-    return {"lo": float(np.quantile(spec, 0.025)), "hi": float(np.quantile(spec, 0.975))}
+    return [float(np.quantile(spec, 0.025)), float(np.quantile(spec, 0.975))]
 
 
 def verdict(sh: dict, label: str) -> str:
@@ -168,16 +168,12 @@ def verdict(sh: dict, label: str) -> str:
     b, null = sh["best"], sh["null_best"]
     if b is None:
         return f"{label}: no injected cells to judge"
-    where = f"layer {b['layer']}, strength {b['strength']:g}"
-    best = f"best {b['specific']:+.2f} [{b['lo']:+.2f}, {b['hi']:+.2f}] at {where}"
+    beats, words = against_null(b, null, "specific")
     if null is None:
-        claim = f"no random-vector null was run; {best}"
-    elif b["lo"] > null["specific"]:
-        claim = f"the introspection-specific shift exceeds the random-vector null's maximum ({best} vs null max " \
-                f"{null['specific']:+.2f})"
+        claim = f"no random-vector null was run; {words}"
     else:
-        claim = f"no cell's introspection-specific shift exceeds the random-vector null's maximum ({best} vs " \
-                f"null max {null['specific']:+.2f})"
+        claim = f"{'the best' if beats else 'no'} cell's introspection-specific shift exceeds the random-vector " \
+                f"null's maximum ({words})"
     return (f"{label}: {claim}; the correlation of the introspection answer's shifts with the controls' is "
             f"{sh['r_shifts']:.2f} ({sh['r_levels']:.2f} on levels)")
 

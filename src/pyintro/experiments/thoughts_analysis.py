@@ -7,7 +7,7 @@ import numpy as np
 
 from pyintro import plots
 from pyintro.experiments.protocol import Analysis
-from pyintro.experiments.stats import bootstrap
+from pyintro.experiments.stats import against_null, bootstrap
 
 __all__ = ["CELL_COLUMNS", "analyse", "cells", "summary"]
 
@@ -71,15 +71,11 @@ def verdict(head: dict) -> str:
     t, n, u = head["best_thought_cell"], head["null_best_thought_cell"], head["uninjected"]
     if t is None:
         return "no injected cells to judge"
-    lo, hi = t["interval"]
-    beats = n is not None and lo > n["think"]
-    b = head["best_cell"]
+    beats, words = against_null(t, n, "think", ".0%")
+    _, joint = against_null(head["best_cell"], head["null_best_cell"], "joint", ".0%")
     return (f"{'the best' if beats else 'no'} cell names the injected word more often than the random-vector "
-            f"null's best cell (best {t['think']:.0%} [{lo:.0%}, {hi:.0%}] at layer {t['layer']}, strength "
-            f"{t['strength']:g}, vs null best {n['think'] if n else float('nan'):.0%}; uninjected "
-            f"{u['think'] if u else float('nan'):.0%}, chance 10%); both at once at best {b['joint']:.0%} "
-            f"[{b['interval'][0]:.0%}, {b['interval'][1]:.0%}] against "
-            f"{head['null_best_cell']['joint'] if head['null_best_cell'] else float('nan'):.0%} for the null")
+            f"null's best cell (named: {words}; uninjected {u['think'] if u else float('nan'):.0%}, chance 10%; "
+            f"named and repeated at once: {joint})")
 
 
 def report(head: dict) -> list[str]:

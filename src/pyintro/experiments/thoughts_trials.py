@@ -31,7 +31,7 @@ from pyintro.injection import Layers
 from pyintro.judge import choice, fill
 from pyintro.stimuli import CONCEPT_WORDS, PROMPTS
 
-__all__ = ["TRIALS", "trials"]
+__all__ = ["TRIALS", "design"]
 
 SCHEMA = Schema("condition pair:int sentence word layer:int depth:float strength:float trial:int think_text think:int "
                 "think_kw:int repeat_text repeat:int joint:int grader model quant_type",
@@ -93,14 +93,6 @@ def design(model, vectors: dict, pair_list, layers=None, strengths=STRENGTHS, n_
 
     return Work(meta, [Stage(lambda done: chunks, score, keys, "thought trials", "trial")],
                 {"seed": int(seed), "grader": grader}, units=len(pair_list))
-
-
-def trials(model, vectors: dict, pair_list, layers=None, strengths=STRENGTHS, n_trials: int = 10, judge=None,
-           pool: Sequence[str] = CONCEPT_WORDS, seed: int = 0, out=None, resume: bool = False, shard=None,
-           progress=None) -> list[dict]:
-    """Sampled, graded trials of experiment 2: one row per trial (see the module docstring)."""
-    work = design(model, vectors, pair_list, layers, strengths, n_trials, judge, pool, seed, shard)
-    return TRIALS.execute(model, work, out, resume, progress, shard)
 
 
 def cells(rows) -> list[dict]:
