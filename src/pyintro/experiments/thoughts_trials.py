@@ -79,7 +79,7 @@ def design(model, vectors: dict, pair_list, layers=None, strengths=STRENGTHS, n_
             picked = kw
         rows = []
         for (L, s, t), think_text, repeat_text, p, k in zip(cells, texts["think"], texts["repeat"], picked, kw):
-            think = "" if p is None else int(p == w)
+            think = "" if p is None and judge is not None else int(p == w)  # keywords: naming none is a miss
             repeat = int(normalise(pair.sentence) in normalise(repeat_text))
             rows.append({"condition": "none" if L < 0 else "injected", "pair": i, "sentence": pair.sentence,
                          "word": w, "layer": L, "depth": depth(L, model.n_layer), "strength": s, "trial": t,
