@@ -126,7 +126,7 @@ def traces(rows, path, title: str, depth: float = 2 / 3, n: int = 16):
              "colour": plots.STRONG},
             {"label": "Don't think about it", "x": list(range(len(cos["dont"]))), "y": cos["dont"],
              "colour": "#2c7fb8"}]})
-    return plots.small_multiples(path, panels, title=f"{title}: per-token cosine at layer {L} "
+    return plots.small_multiples(path, panels, title=f"{title}\nper-token cosine at layer {L} "
                                                      f"(depth {layers[0][1]:.2f})", xlabel="sentence token",
                                  ylabel="cosine with the word's vector")
 

@@ -171,10 +171,11 @@ def analyse(rows: list, context: dict) -> Analysis:
     model = context.get("model", "")
     figures = {
         "scores.png": lambda p: plots.by_depth(cs, p, [("intro", "introspection-specific b shift", None),
-                                                       ("tpr", f"detected at {fpr:.0%} false positives", fpr),
+                                                       ("tpr", f"detected at {fpr:.0%} false positives",
+                                                        (fpr, f"false-positive rate ({fpr:.0%})")),
                                                        ("id10", "identification, 10-way top-1", 0.1),
                                                        ("coherence_drop", "coherence: fluent answer, Δ log p/token",
-                                                        INCOHERENT)],
+                                                        (INCOHERENT, "incoherent below"))],
                                                title=f"{model}: experiment 1, judge-free", condition="concept"),
         "concepts.png": lambda p: plots.per_concept(rows, p, "intro", "introspection-specific b shift (best cell)",
                                                     f"{model}: each concept at its own best (layer, strength), beside "

@@ -18,7 +18,8 @@ def by_depth(cells, path, panels: Sequence[tuple[str, str, float | None]], contr
     condition as one grey band (its min to max over strengths) with its mean.
 
     cells: rows with condition, depth, strength and the measures (e.g. ``detection.cells``).
-    panels: (column, label, chance level or None) per panel.
+    panels: (column, label, reference) per panel: the reference is None, a chance level, or a
+            (value, label) pair for another line (a threshold).
     baselines: {column: value} drawn as a dashed grey line "no injection" in that panel.
     condition: the injected condition drawn as lines (default: every one but ``control`` and
     "none"; give it when the cells hold several, or their lines would join across them)."""
@@ -45,7 +46,8 @@ def by_depth(cells, path, panels: Sequence[tuple[str, str, float | None]], contr
                 ax.plot(*zip(*pts), color=colour, linewidth=1.8, linestyle=("-", "--", "-.", ":")[i % 4],
                         marker="os^D"[i % 4], markersize=4, markerfacecolor="none", label=f"strength {s:g}")
         if chance is not None:
-            ax.axhline(chance, color="black", linestyle=":", linewidth=1, label=f"chance ({chance:g})")
+            value, text = chance if isinstance(chance, tuple) else (chance, f"chance ({chance:g})")
+            ax.axhline(value, color="black", linestyle=":", linewidth=1, label=text)
         if baselines and col in baselines and np.isfinite(float(baselines[col])):
             ax.axhline(float(baselines[col]), color=GREY, linestyle="--", linewidth=1.4, label="no injection")
         _style(ax, "layer (fraction of depth)", label)
@@ -124,7 +126,7 @@ def curves(path, panels: Sequence[dict], title: str = "", xlabel: str = "layer (
         _style(ax, xlabel, panel.get("ylabel", ""))
         if panel.get("title"):
             ax.set_title(panel["title"], fontsize="medium")
-        _legend_below(ax, "x-small")
+        _legend_below(ax, "x-small", ncol=1)
     if title:
         fig.suptitle(title)
     return _save(fig, path)
@@ -137,7 +139,7 @@ def small_multiples(path, panels: Sequence[dict], title: str = "", xlabel: str =
         raise ValueError("no panels to draw")
     cols = min(4, len(panels))
     nrows = -(-len(panels) // cols)
-    fig = _figure(3.2 * cols, 2.4 * nrows + 0.8)
+    fig = _figure(max(8.0, 3.2 * cols), 2.4 * nrows + 1.4)
     axes = fig.subplots(nrows, cols, squeeze=False)
     for ax, panel in zip(axes.ravel(), panels):
         for ln in panel["lines"]:
@@ -151,8 +153,9 @@ def small_multiples(path, panels: Sequence[dict], title: str = "", xlabel: str =
     for ax in axes.ravel()[len(panels):]:
         ax.set_visible(False)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize="small", frameon=False)
-    fig.supxlabel(xlabel, fontsize="small")
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize="small", frameon=False)
+    for ax in axes[-1]:
+        ax.set_xlabel(xlabel, fontsize="small")
     fig.supylabel(ylabel, fontsize="small")
     if title:
         fig.suptitle(title)

@@ -49,12 +49,12 @@ def _style(ax, xlabel: str, ylabel: str = B_LABEL) -> None:
         ax.spines[side].set_visible(False)
 
 
-def _legend_below(ax, size: str = "small") -> None:
+def _legend_below(ax, size: str = "small", ncol: int = 3) -> None:
     """The legend under the axes, where it cannot cover the data."""
     handles, labels = ax.get_legend_handles_labels()
     if handles:
         ax.legend(fontsize=size, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.16),
-                  ncol=min(3, len(handles)))
+                  ncol=min(ncol, len(handles)))
 
 
 def _strength_colours(n: int) -> list:
