@@ -2,11 +2,14 @@
 resume checks and progress reporting."""
 
 import json
+import math
 
+import numpy as np
 import pytest
 
 from pyintro.progress import Interrupted, Progress
-from pyintro.results import Table, atomic_path, check_sidecar, read_rows, run_chunks, sidecar, write_text
+from pyintro.disk import atomic_path, write_json, write_text
+from pyintro.results import Table, check_sidecar, read_rows, run_chunks, sidecar
 
 COLUMNS = ["k", "v"]
 
@@ -84,3 +87,21 @@ def test_progress_calls_back_and_stays_quiet_off_a_terminal(capsys):
     with Progress(None, 5, "x") as p:  # stderr is not a terminal under pytest
         p.advance(5)
     assert capsys.readouterr().err == ""
+
+
+def test_write_json_is_strict_json(tmp_path):
+    """NaN and +-Inf (numpy's too) are written as null, so strict parsers read the file; every
+    finite number round-trips exactly."""
+    path = tmp_path / "summary.json"
+    data = {"b": math.nan, "inf": [math.inf, -math.inf, 1.5], "np": np.float64("nan"), "f32": np.float32(0.25),
+            "arr": np.array([1.0, np.nan]), "nested": {"t": (np.int64(3), float("nan"))}, "x": 0.1 + 0.2}
+    write_json(path, data)
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON constant {token}")
+
+    back = json.loads(text, parse_constant=refuse)
+    assert back == {"b": None, "inf": [None, None, 1.5], "np": None, "f32": 0.25, "arr": [1.0, None],
+                    "nested": {"t": [3, None]}, "x": 0.1 + 0.2}

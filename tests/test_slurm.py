@@ -1,6 +1,7 @@
 """`pyintro slurm` and pyintro.slurm: Slurm's time formats, what the array and merge scripts
 run (executed with bash and a recording `pyintro`), submission order, and bad input (one line,
-exit 2, nothing written). None of these needs Slurm or a model. The slow tests run against a
+exit 2, nothing written). None of these needs Slurm, and only the test of the real plan loads the
+model (the others stand in for `pyintro EXPERIMENT --plan --json`). The slow tests run against a
 Slurm that `sinfo` answers: Slurm's own reading of the time formats, and tools/slurm_check.sh."""
 
 import json
@@ -134,9 +135,8 @@ def test_gpus_offload_every_layer_unless_the_options_say(tmp_path, fake_bin):
     assert calls[0].count("--gpu-layers") == 1 and calls[0][-2:] == ["--threads", "1"]
 
 
-@pytest.mark.parametrize("mode", ["folder", "experiment"])
-def test_merge_waits_for_every_shard_then_merges(tmp_path, fake_bin, mode):
-    j = job(tmp_path, fake_bin, merge=mode)
+def test_merge_waits_for_every_shard_then_merges(tmp_path, fake_bin):
+    j = job(tmp_path, fake_bin)
     done = j.out / "slurm" / "done"
     for k in (1, 3):
         (done / str(k)).touch()
@@ -148,17 +148,14 @@ def test_merge_waits_for_every_shard_then_merges(tmp_path, fake_bin, mode):
     proc, calls = run_script(j.merge_path, tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = str(j.out)
-    if mode == "folder":
-        assert calls == [["merge", f"{out}/shards", "--out", out]]
-    else:
-        assert calls == [["thoughts", *sum([["--merge", f"{out}/shards/{k}"] for k in range(1, 5)], []), "--out", out]]
+    assert calls == [["merge", f"{out}/shards", "--out", out]]
     assert "shard folders stay" in proc.stdout
 
 
 def test_bad_job_fields_are_refused(tmp_path, fake_bin):
     for kw in ({"shards": 0}, {"time": "2h"}, {"partition": "a b"}, {"sbatch_args": ("mem=8G",)},
                {"sbatch_args": ("--mem=8G\nrm -rf /",)}, {"out": tmp_path / "with space"}, {"out": tmp_path / "50%"},
-               {"merge": "other"}, {"cpus_per_task": 0}, {"gpus": -1}):
+               {"cpus_per_task": 0}, {"gpus": -1}):
         with pytest.raises(ValueError):
             job(tmp_path, fake_bin, **kw)
 
@@ -220,11 +217,14 @@ def refused(result):
     (["thoughts", "--quick", "--shards", 2, "--time", "2h"], "not a Slurm time limit"),
     (["thoughts", "--quick", "--shards", 2, "--time", "0"], "no limit"),
     (["nope", "--shards", 2], "not a pyintro command"),
-    (["sweep", "--shards", 2], "not a shardable experiment"),
+    (["ask", "--shards", 2], "not a shardable experiment"),
+    (["merge", "--shards", 2], "not a shardable experiment"),
     (["thoughts", "--quick", "--shards", 2, "--shard", "1/2"], "remove --shard"),
     (["thoughts", "--quick", "--shards", 2, "--resume"], "remove --resume"),
     (["thoughts", "--quick", "--shards", 2, "--threads", 4], "remove --threads"),
-    (["thoughts", "--quick", "--shards", 2, "--merge", "x"], "remove --merge"),
+    (["thoughts", "--quick", "--shards", 2, "--plan"], "remove --plan"),
+    (["detect", "--quick", "--shards", 2, "--json"], "remove --json"),
+    (["detect", "--quick", "--shards", 2, "--job-time", "2h"], "remove --job-time"),
     (["thoughts", "--quick", "--shards", 2, "--layers", "x"], "pyintro thoughts: Invalid value for '--layers'"),
     (["thoughts", "--quick", "--shards", 2, "--no-such-option"], "No such option"),
     (["thoughts", "--quick", "--shards", 2, "--partition", "a b"], "not a partition name"),
@@ -250,8 +250,20 @@ def test_out_folder_that_cannot_be_made(tmp_path):
     assert "not a folder" in refused(invoke("thoughts", "--quick", "--shards", 2, "--out", tmp_path / "file"))
 
 
+def stub_plan(monkeypatch, units, seconds=600.0):
+    """Stands in for `pyintro EXPERIMENT ... --plan --json` (a model load and calibration decodes);
+    returns the list of (experiment, options) it was asked for."""
+    from pyintro.cli import slurm as cli
+
+    asked = []
+    monkeypatch.setattr(cli, "_plan", lambda name, options: asked.append((name, options)) or
+                        {"experiment": name, "shard_units": units, "seconds": seconds})
+    return asked
+
+
 def test_writes_the_scripts_and_prints_the_sbatch_line(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    stub_plan(monkeypatch, units=8)
     result = invoke("thoughts", "--quick", "--pairs", 8, "--shards", 4, "--time", "30", "--out", "run")
     assert result.exit_code == 0, result.output
     out = tmp_path / "run"
@@ -265,36 +277,27 @@ def test_writes_the_scripts_and_prints_the_sbatch_line(tmp_path, monkeypatch):
 
 
 def test_shards_are_checked_against_the_plan(tmp_path, monkeypatch):
-    """With an experiment that has --plan: more shards than its units are refused, and a plan
-    slower than --time per shard warns (the plan is the subprocess's JSON, stood in for here)."""
-    from pyintro.cli import slurm as cli
-
-    plans = []
-    monkeypatch.setattr(cli, "_has_plan", lambda cmd: True)
-    monkeypatch.setattr(cli, "_plan", lambda name, options: plans.append((name, options)) or
-                        {"experiment": name, "shard_units": 4, "seconds": 600.0})
+    """More shards than the plan's units are refused; a largest shard slower than --time warns."""
+    asked = stub_plan(monkeypatch, units=5, seconds=600.0)
     out = tmp_path / "out"
-    assert "more than the 4 units" in refused(invoke("thoughts", "--quick", "--shards", 5, "--out", out))
-    assert plans == [("thoughts", ("--quick",))] and not out.exists()
-    result = invoke("thoughts", "--quick", "--shards", 2, "--time", "4", "--out", out)
-    assert result.exit_code == 0 and "Warning: the plan estimates 0:05:00 per shard" in result.output
-    assert json.loads((out / "slurm" / "plan.json").read_text())["shard_units"] == 4
-    assert "Warning" not in invoke("thoughts", "--quick", "--shards", 4, "--time", "4", "--out", out).output
+    assert "more than the 5 units" in refused(invoke("thoughts", "--quick", "--shards", 6, "--out", out))
+    assert asked == [("thoughts", ("--quick",))] and not out.exists()
+    # 5 units in 2 shards: the largest has 3, 360 s of the 600 s; --time 5 (minutes) is less.
+    result = invoke("thoughts", "--quick", "--shards", 2, "--time", "5", "--out", out)
+    assert result.exit_code == 0 and "Warning: the plan estimates 0:06:00 for the largest shard" in result.output
+    assert json.loads((out / "slurm" / "plan.json").read_text())["shard_units"] == 5
+    assert "Warning" not in invoke("thoughts", "--quick", "--shards", 2, "--time", "6", "--out", out).output
 
 
-def _has_real_plan():
-    from pyintro.cli.slurm import _has_plan
-
-    return _has_plan(main.commands["thoughts"])
-
-
-@pytest.mark.skipif(not _has_real_plan(), reason="pyintro thoughts has no --plan yet (issue 23, being added)")
-def test_real_plan_refuses_more_shards_than_pairs(tmp_path):
-    out = tmp_path / "out"
-    assert "more than the 4 units" in refused(invoke("thoughts", "--quick", "--shards", 5, "--out", out))
-    assert invoke("thoughts", "--quick", "--shards", 4, "--out", out).exit_code == 0
+def test_the_real_plan_refuses_more_shards_than_concepts(tmp_path):
+    """`pyintro detect ... --plan --json` on the default model: detect shards over its words."""
+    out, words = tmp_path / "out", "Dust,Satellites,Trumpets"
+    assert "more than the 3 units" in refused(invoke("detect", "--quick", "--words", words, "--layers", 12,
+                                                     "--shards", 4, "--out", out))
+    assert invoke("detect", "--quick", "--words", words, "--layers", 12, "--shards", 3, "--out", out).exit_code == 0
     plan = json.loads((out / "slurm" / "plan.json").read_text())
     assert {"experiment", "cells", "rows", "token_rows", "peak_memory_bytes", "seconds", "shard_units"} <= set(plan)
+    assert plan["experiment"] == "detect" and plan["shard_units"] == 3
 
 
 # -- a real Slurm ----------------------------------------------------------------------------------

@@ -120,6 +120,7 @@ sys.path.insert(0, "tests")
 from conftest import PROMPT_SYSTEM, PROMPT_USER
 import pyintro
 from pyintro import Injection
+from pyintro.model import points_per_call
 
 gl = int(sys.argv[1])
 m = pyintro.Model.load(n_threads=os.cpu_count() or 1, n_gpu_layers=gl)
@@ -127,7 +128,7 @@ ids = m.chat(PROMPT_USER, system=PROMPT_SYSTEM)
 rng = np.random.default_rng(0)
 v = rng.standard_normal(m.n_embd).astype(np.float32)
 v *= 4.0 / np.linalg.norm(v)
-n = m.points_per_call(len(ids) - 1, 1)
+n = points_per_call(m, len(ids) - 1, 1)
 work = {
     f"{n} points, last-token injection at layer 12": lambda: m.points(ids, [[Injection(v, 12, s)] for s in np.linspace(0.5, 8, n)], vocab_ids=[1]),
     "capture, every layer": lambda: m.capture(ids),
@@ -138,11 +139,11 @@ for name, fn in work.items():
     fn()  # warm-up
     times = []
     for _ in range(5):
-        m._engine.transfers = 0
+        m._engine.debug.transfers = 0
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    out[name] = {"median_ms": round(1000 * float(np.median(times)), 2), "transfers": m._engine.transfers,
+    out[name] = {"median_ms": round(1000 * float(np.median(times)), 2), "transfers": m._engine.debug.transfers,
                  "llama_decode_calls": m._engine.last_calls}
 m.close()
 print(json.dumps(out, indent=2))

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from pyintro.results import write_json
+from pyintro.disk import write_json
 
 TIME_FORMATS = "M, M:S, H:M:S, D-H, D-H:M or D-H:M:S"
 # Slurm's --time formats (sbatch(1)); like Slurm, fields are not range-checked ("90" is 90 minutes).
@@ -109,8 +109,6 @@ class ArrayJob:
     cpus_per_task: each task's CPUs, passed to pyintro as --threads $SLURM_CPUS_PER_TASK.
     gpus:         GPUs per task (--gres=gpu:N); with any, tasks run with --gpu-layers -1
                   unless ``options`` set --gpu-layers.
-    merge:        "folder": the merge job runs `pyintro merge OUT/shards --out OUT`;
-                  "experiment": `pyintro EXPERIMENT --merge OUT/shards/1 ... --out OUT`.
     bin_dir:      put first on the jobs' PATH (the folder of the pyintro that wrote them).
     """
 
@@ -124,7 +122,6 @@ class ArrayJob:
     sbatch_args: tuple = ()
     gpus: int = 0
     cpus_per_task: int = 1
-    merge: str = "folder"
     bin_dir: Optional[Path] = None
 
     def __post_init__(self):
@@ -132,8 +129,6 @@ class ArrayJob:
             raise ValueError(f"shards must be 1 or more, got {self.shards!r}")
         if self.cpus_per_task < 1 or self.gpus < 0:
             raise ValueError("cpus_per_task must be 1 or more and gpus 0 or more")
-        if self.merge not in ("folder", "experiment"):
-            raise ValueError(f"merge must be 'folder' or 'experiment', got {self.merge!r}")
         if self.time is not None:
             parse_time(self.time)
         if self.partition is not None:
@@ -217,11 +212,7 @@ def merge_script(job: ArrayJob) -> str:
         "    exit 1",
         "fi",
     ]
-    if job.merge == "folder":
-        out.append('pyintro merge "$OUT/shards" --out "$OUT"')
-    else:
-        out += ["shards=()", f'for k in $(seq 1 {n}); do shards+=(--merge "$OUT/shards/$k"); done',
-                f'pyintro {shlex.quote(job.experiment)} "${{shards[@]}}" --out "$OUT"']
+    out.append('pyintro merge "$OUT/shards" --out "$OUT"')
     out.append(f'echo "pyintro slurm: merged {n} shards into $OUT; the shard folders stay in $OUT/shards '
                '(remove them when you no longer need them)"')
     return "\n".join(out) + "\n"

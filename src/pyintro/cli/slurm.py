@@ -3,9 +3,9 @@
 
 Bad input is one line and exit 2, before anything is written: an unknown or unshardable
 experiment, options the experiment refuses (parsed by the experiment's own command), options the
-scripts set themselves, --shards below 1 or above the experiment's shardable units (from
-`pyintro EXPERIMENT ... --plan --json`, where the experiment has --plan), a --time Slurm cannot
-parse, and --submit where sbatch is missing.
+scripts set themselves, --shards below 1 or above the experiment's shardable units (the
+"shard_units" of `pyintro EXPERIMENT ... --plan --json`, run as a subprocess), a --time Slurm
+cannot parse, and --submit where sbatch is missing.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from pyintro.cli import main
 _SET_BY_SLURM = {
     "--shard": "each array task gets its own --shard K/N",
     "--resume": "every task runs with --resume",
-    "--merge": "the merge job merges the shards",
     "--threads": "threads come from --cpus-per-task (SLURM_CPUS_PER_TASK)",
-    "--plan": "pyintro slurm runs the plan itself",
+    "--plan": "pyintro slurm runs the plan itself (saved in OUT/slurm/plan.json)",
+    "--json": "it goes with --plan, which pyintro slurm runs itself",
+    "--job-time": "it goes with --plan; for the time of each task give pyintro slurm --time",
 }
 
 
@@ -80,23 +81,6 @@ def _experiment(ctx: click.Context, name: str, options: tuple) -> click.Command:
     return cmd
 
 
-def merge_mode(name: str) -> Optional[str]:
-    """How the merge job merges shards of experiment ``name``: "folder" (`pyintro merge
-    OUT/shards --out OUT`) where `pyintro merge` takes a folder, else "experiment" (`pyintro
-    EXPERIMENT --merge DIR ... --out OUT`) where the experiment has --merge, else None."""
-    merge, cmd = main.commands.get("merge"), main.commands.get(name)
-    arg = next((p for p in merge.params if isinstance(p, click.Argument)), None) if merge else None
-    if arg is not None and getattr(arg.type, "dir_okay", True):
-        return "folder"
-    if cmd is not None and _option(cmd, "--merge") is not None:
-        return "experiment"
-    return None
-
-
-def _has_plan(cmd: click.Command) -> bool:
-    return _option(cmd, "--plan") is not None
-
-
 def _plan(name: str, options: tuple) -> dict:
     """`pyintro EXPERIMENT OPTIONS --plan --json`, run as a subprocess: its JSON object."""
     proc = subprocess.run([sys.executable, "-m", "pyintro.cli", name, *options, "--plan", "--json"],
@@ -105,14 +89,13 @@ def _plan(name: str, options: tuple) -> dict:
         errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error:")]
         why = errors[-1][len("Error:"):].strip() if errors else f"exit status {proc.returncode}"
         raise BadInput(f"pyintro {name} --plan (run to check --shards) failed: {why}")
-    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
-    for text in (proc.stdout, lines[-1] if lines else ""):
-        try:
-            plan = json.loads(text)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(plan, dict):
-            return plan
+    start = proc.stdout.find("{")  # the JSON object, after any line a library printed first
+    try:
+        plan = json.loads(proc.stdout[start:]) if start >= 0 else None
+    except json.JSONDecodeError:
+        plan = None
+    if isinstance(plan, dict):
+        return plan
     raise BadInput(f"pyintro {name} --plan --json printed no JSON object; run it yourself to see why")
 
 
@@ -122,10 +105,13 @@ def _check_plan(plan: dict, name: str, shards: int, seconds: Optional[int]) -> N
         raise BadInput(f"--shards {shards} is more than the {units} units pyintro {name} shards over with these "
                        f"options: use --shards {units} or fewer")
     est = plan.get("seconds")
-    if seconds and isinstance(est, (int, float)) and est / shards > seconds:
+    if seconds and isinstance(est, (int, float)) and isinstance(units, int) and units > 0:
         from pyintro.slurm import format_time
 
-        click.echo(f"Warning: the plan estimates {format_time(est / shards)} per shard on this machine, more than "
+        longest = est * -(-units // shards) / units  # the largest shard has ceil(units / shards) units
+        if longest <= seconds:
+            return
+        click.echo(f"Warning: the plan estimates {format_time(longest)} for the largest shard on this machine, more than "
                    f"--time {format_time(seconds)}: use more shards or a longer --time.", err=True)
 
 
@@ -163,16 +149,13 @@ def slurm(ctx, experiment, options, shards, time_limit, partition, sbatch_args, 
     """
     from pyintro import slurm as sl
     from pyintro.cli.options import check_out_dir
+    from pyintro.disk import write_json
 
     if shards < 1:
         raise BadInput(f"--shards must be 1 or more, got {shards}")
     if cpus_per_task < 1 or gpus < 0:
         raise BadInput("--cpus-per-task must be 1 or more, --gpus 0 or more")
-    cmd = _experiment(ctx, experiment, options)
-    merge = merge_mode(experiment)
-    if merge is None:
-        raise BadInput(f"this pyintro cannot merge the shards of {experiment} yet: that needs `pyintro merge DIR` "
-                       f"or `pyintro {experiment} --merge`")
+    _experiment(ctx, experiment, options)
     out_dir = out_dir or Path(f"pyintro-{experiment}")
     try:
         seconds = sl.parse_time(time_limit) if time_limit is not None else None
@@ -184,22 +167,14 @@ def slurm(ctx, experiment, options, shards, time_limit, partition, sbatch_args, 
         here = Path(sys.executable).parent  # this pyintro's folder, put first on the jobs' PATH
         job = sl.ArrayJob(experiment, options=tuple(options), shards=shards, out=out_dir, workdir=Path.cwd(),
                           time=time_limit, partition=partition, sbatch_args=tuple(sbatch_args), gpus=gpus,
-                          cpus_per_task=cpus_per_task, merge=merge,
+                          cpus_per_task=cpus_per_task,
                           bin_dir=here if (here / "pyintro").exists() else None)
     except (ValueError, OSError) as e:
         raise BadInput(" ".join(str(e).split())) from None
-    if _has_plan(cmd):
-        plan = _plan(experiment, options)
-        _check_plan(plan, experiment, shards, seconds)
-    else:
-        plan = None
-        click.echo(f"Warning: pyintro {experiment} has no --plan here, so --shards {shards} is not checked against "
-                   "the units it shards over (a shard with none fails).", err=True)
+    plan = _plan(experiment, options)
+    _check_plan(plan, experiment, shards, seconds)
     array_path, merge_path = sl.write(job)
-    if plan is not None:
-        from pyintro.results import write_json
-
-        write_json(job.out / "slurm" / "plan.json", plan)
+    write_json(job.out / "slurm" / "plan.json", plan)
     click.echo(f"wrote {array_path} ({shards} tasks) and {merge_path}")
     if not submit:
         click.echo("submit them with:")
