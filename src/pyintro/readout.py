@@ -124,8 +124,8 @@ def yes_no(logits: np.ndarray, yes_cols: Sequence[int], no_cols: Sequence[int], 
     stats: [n, 3] float64, each row's full-vocabulary (max, log-sum-exp, argmax) as
            ``Model.points(..., stats=True)`` returns them: p_* are then softmax probabilities
            over the whole vocabulary and ``top`` is the argmax token id. None: p_* are
-           normalised over the columns of ``logits`` only (p_yes + p_no = 1 when only the Yes
-           and No ids were gathered) and ``top`` is None.
+           normalised over the Yes and No columns only (p_yes + p_no = 1, whatever else was
+           gathered) and ``top`` is None.
     Returns {"b": [n], "p_yes": [n], "p_no": [n], "top": [n] or None} as float64 / int64.
     """
     logits = np.asarray(logits)
@@ -134,7 +134,7 @@ def yes_no(logits: np.ndarray, yes_cols: Sequence[int], no_cols: Sequence[int], 
     ly = logsumexp(logits[:, list(yes_cols)], axis=1)  # [n]
     ln = logsumexp(logits[:, list(no_cols)], axis=1)  # [n]
     if stats is None:
-        lz, top = logsumexp(logits, axis=1), None
+        lz, top = np.logaddexp(ly, ln), None
     else:
         stats = np.asarray(stats, dtype=np.float64).reshape(len(logits), 3)
         lz, top = stats[:, 1], stats[:, 2].astype(np.int64)

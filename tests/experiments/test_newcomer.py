@@ -81,6 +81,7 @@ def test_every_experiment_merges_and_plots(name, tmp_path, lib_dir, pair_list):
     words = ",".join(w for _, _, w in pair_list[:2])
     args = [str(a).replace("WORDS", words) for a in EXPERIMENTS[name]]
     lib = [] if name == "run" else ["--library", lib_dir]
+    (tmp_path / "shards").mkdir()  # an --out's parent must exist
     for k in (1, 2):
         r = invoke(name, *args, *lib, "--shard", f"{k}/2", "--out", tmp_path / "shards" / str(k), "--threads", 2)
         assert r.exit_code == 0, r.output

@@ -140,6 +140,6 @@ def test_bad_input(m, lib, lib_dir, pair_list, tmp_path):
     with pytest.raises(ValueError, match="condition must be one of"):
         prefill.prefill(m, lib, pair_list[:1], layers=[9], strengths=[1.0], conditions=["sideways"], progress=False)
     r = invoke("prefill", "--layers", "-31", "--library", lib_dir, "--out", tmp_path / "x", "--threads", 2)
-    assert r.exit_code == 1 and "out of range" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 2 and "out of range" in r.output and "Traceback" not in r.output  # checked before loading
     r = invoke("prefill", "--exp1", tmp_path, "--library", lib_dir, "--out", tmp_path / "y", "--threads", 2)
     assert r.exit_code == 1 and "not an experiment-1 output folder" in r.output

@@ -129,7 +129,7 @@ def experiment_options(default_out: str, take=("words", "library", "layers", "st
                             **{names[t]: kwargs.pop(names[t]) for t in take})
             return fn(common, **kwargs)
 
-        f = click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+        f = click.option("--out", "out_dir", type=click.Path(path_type=Path),
                          default=Path(default_out), show_default=True,
                          help="Folder for the rows, cells, figures and summary.json.")(command)
         for option in reversed(PLAN_OPTIONS):

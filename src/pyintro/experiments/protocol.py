@@ -14,6 +14,7 @@ experiment: a module holds only its protocol.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,7 +128,12 @@ def execute(exp: Experiment, model, work: Work, out=None, resume: bool = False, 
         for stage in work.stages:
             run_chunks(table, stage.chunks(table.done), lambda c, s=stage: s.score(c, table.done), stage.keys,
                        progress, desc=stage.desc, unit=stage.unit)
-    return list(table.done.values())
+    # The work's own order (a resumed file holds its rows in the order they were first computed;
+    # rows the file held beyond this work come last).
+    done = dict(table.done)
+    ordered = [done.pop(k) for stage in work.stages for c in stage.chunks(table.done) for k in stage.keys(c)
+               if k in done]
+    return ordered + list(done.values())
 
 
 def run(exp: Experiment, model, out_dir, resume: bool = False, shard=None, progress=None, plan=None,
@@ -228,5 +234,9 @@ def merge(folders: Sequence, out_dir) -> tuple[Experiment, dict]:
     write_rows(out_dir / "results.csv", rows, exp.schema.columns)
     meta = dict(metas[0], shard=None)
     write_json(sidecar(out_dir / "results.csv"), meta)
+    for name in (meta.get("context") or {}).get("files", []):  # a run's own inputs (its vector): the same in each shard
+        src = next((d / name for d in folders if (d / name).is_file()), None)
+        if src is not None:
+            shutil.copyfile(src, out_dir / name)
     prov = {k: meta.get(k) for k in _PROVENANCE}
     return exp, finish(exp, rows, out_dir, prov, meta.get("context") or {})
