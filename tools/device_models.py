@@ -8,7 +8,8 @@ Each shape is written as Q8_0 with random int8 blocks (bench/shapes.py's writer:
 of std 0.02, norms 1, a SentencePiece-style vocabulary of the right size), then requantized with
 llama.cpp's own quantizer to each --types entry (q8_0: the written file as is). Prints one path
 per line. SmolLM2-135M's shape is the default model's (n_embd 576, 30 layers, 9/3 heads, n_ff
-1536, 49152 tokens, tied output); Q4_1 is its type.
+1536, 49152 tokens, tied output); Q4_1 is its type. "mini" keeps that layout at n_embd 128, 8 layers,
+2048 tokens, for software devices (lavapipe).
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 SMOLLM2 = {"label": "SmolLM2-135M", "n_embd": 576, "n_layer": 30, "n_head": 9, "n_head_kv": 3, "n_ff": 1536,
            "n_vocab": 49152, "tied": True}
+# A small llama for a software device (lavapipe runs the default model at ~50 s per decode on a
+# busy 2-core machine): the default model's layout and types at a fraction of its size.
+MINI = {"label": "mini-llama", "n_embd": 128, "n_layer": 8, "n_head": 4, "n_head_kv": 2, "n_ff": 384,
+        "n_vocab": 2048, "tied": True}
 
 
 def main(argv=None) -> int:
@@ -35,7 +40,7 @@ def main(argv=None) -> int:
 
     from pyintro.quantize import quantize
 
-    shapes = dict(SHAPES, **{"smollm2-135m": SMOLLM2})
+    shapes = dict(SHAPES, **{"smollm2-135m": SMOLLM2, "mini": MINI})
     a.out.mkdir(parents=True, exist_ok=True)
     for key in a.shapes.split(","):
         if key not in shapes:
