@@ -9,11 +9,11 @@ layers and strengths (one strength per layer). OUT.json gets, per layer, whether
 bit-identical with the reference cut into the same pieces, the largest |Δ| with the reference in
 one piece, and the hook's transfers; and whether the plain logits agree.
 
-Why a child process: on llama.cpp's Vulkan backend (llama-cpp-python 0.3.36) a control vector
-set on a fully offloaded model makes llama_decode corrupt the heap ("corrupted double-linked
-list", SIGABRT or SIGSEGV) unless the backend's operator fusion is off
-(GGML_VK_DISABLE_FUSION=1, or GGML_VK_DISABLE_GRAPH_OPTIMIZE=1); the parent sets that for
-Vulkan. The environment variable is read once per process, hence a process of its own.
+Why a child process: with Debian 12's lavapipe (Mesa 22.3.6, LLVM 15) llama.cpp 0.3.36's
+control vector on the Vulkan backend segfaults in the first llama_decode after
+llama_set_adapter_cvec, at every placement tried (-1 and partial), with or without
+GGML_VK_DISABLE_FUSION / GGML_VK_DISABLE_GRAPH_OPTIMIZE; Mesa 25.0.7 (bookworm-backports) runs it
+and the comparison is exact. A crash there fails one test, not the whole run.
 """
 
 from __future__ import annotations
