@@ -38,14 +38,21 @@ SKIP = skip_reason()
 pytestmark = [pytest.mark.device, pytest.mark.skipif(bool(SKIP), reason=SKIP or "runs")]
 
 # -- measured bounds (docs/gpu.md, "Bounds") ----------------------------------------------------
-# A point alone (8-row calls) against it in 56-row calls, on the device: max |Δ logit|.
-BATCH_BOUND = 0.0
-# The device against the CPU, same file and prompt: max |Δ logit| relative to the CPU row's
-# largest |logit|, and max |Δ| of a capture relative to the layer's largest |activation|.
-CPU_LOGIT_REL = 0.05
-CPU_CAPTURE_REL = 0.05
-# A prompt tree's log-probabilities against separate decodes (other call shapes), on the device.
-TREE_BOUND = 0.0
+# Measured on Vulkan (lavapipe, Mesa 25.0.7) with the "mini" random-weight llama
+# (tools/device_models.py), every layer offloaded (-1) and the last 4 of 8 (4); each bound is
+# twice the larger of the two. Not yet measured on CUDA or Metal: there a failure reports the
+# figure to measure.
+# A point alone against the same point in a batch: max |Δ logit| / the batch's max |logit|
+# (measured 1.4e-3 at -1, 2.4e-3 at 4).
+BATCH_REL = 0.005
+# The device against the CPU backend, same file and prompt: max |Δ logit| / the CPU row's max
+# |logit| (measured 0.0102 at -1, 0.0110 at 4), and max |Δ| of a capture / the layer's max
+# |activation| (0.0115 at both).
+CPU_LOGIT_REL = 0.025
+CPU_CAPTURE_REL = 0.025
+# A prompt tree's log-probabilities against separate decodes: max |Δ log p| (measured 1.1e-3
+# at -1, 1.9e-3 at 4).
+TREE_BOUND = 0.004
 # The control-vector child process (a software device reloads the model and decodes 10 times).
 CHILD_TIMEOUT = 3600
 
@@ -224,9 +231,11 @@ def test_device_transfer_count_is_at_most_one_get_and_set_per_touched_layer_per_
 # -- bounded across shapes and backends -------------------------------------------------------
 
 def test_device_point_alone_equals_it_in_a_batch(dev, ids, vocab2):
-    # Invariant (exact where the calls keep their shape): a point alone and in a batch of 7 are
-    # both one 8-row call (one row per point, padded): identical. In a batch of n_seq_max the
-    # calls have 56 rows, other kernels on a GPU: bounded by BATCH_BOUND (measured).
+    # Invariant (exact on the CPU, docs/numerics.md): a point's logits do not depend on the
+    # batch around it. On the device the calls of a point alone and of a batch of 7 have the
+    # same shape (8 rows) and still differ (lavapipe: docs/gpu.md, "Bounds"), as do a point
+    # alone against it in a batch of n_seq_max (56-row calls) and a point at another slot of
+    # the same batch: all bounded by BATCH_REL, relative to the batch's largest |logit|.
     rng = np.random.default_rng(7)
     n = dev.n_seq_max
     points = []
@@ -236,16 +245,16 @@ def test_device_point_alone_equals_it_in_a_batch(dev, ids, vocab2):
         points.append([Injection(w, int(rng.integers(0, dev.n_layer)), float(rng.uniform(1, 8)))])
     alone = np.stack([dev.points(ids, [p], vocab_ids=vocab2)[0] for p in points[:8]])
     seven = dev.points(ids, points[:7], vocab_ids=vocab2)
-    report("point alone vs in a batch of 7 (8-row calls either way): max |Δ logit|", max_abs(seven, alone[:7]))
-    assert np.array_equal(seven, alone[:7])
     everything = dev.points(ids, points, vocab_ids=vocab2)
     order = rng.permutation(n)
     shuffled = dev.points(ids, [points[i] for i in order], vocab_ids=vocab2)
-    d_alone = max_abs(everything[:8], alone)
-    d_slot = max_abs(shuffled, everything[order])
-    report("point alone vs in a batch of n_seq_max: max |Δ logit|", d_alone)
-    report("point at another slot of the same batch: max |Δ logit|", d_slot)
-    assert d_alone <= BATCH_BOUND and d_slot <= BATCH_BOUND
+    scale = float(np.max(np.abs(everything)))
+    rel = {"alone vs in a batch of 7 (8-row calls)": max_abs(seven, alone[:7]) / scale,
+           "alone vs in a batch of n_seq_max": max_abs(everything[:8], alone) / scale,
+           "another slot of the same batch": max_abs(shuffled, everything[order]) / scale}
+    report("point alone vs in a batch: max |Δ logit| / max |logit|", rel)
+    assert np.array_equal(seven[0], alone[0])  # the same slot, the same calls: the same bits
+    assert max(rel.values()) <= BATCH_REL, rel
     assert len({tuple(r) for r in everything}) > n // 2
 
 
@@ -272,8 +281,8 @@ def test_device_logits_and_captures_match_the_cpu(dev, cpu, ids, v, cpu_capture,
 
 def test_device_prompt_tree_equals_separate_decodes(dev, ids, v):
     # Invariant: a continuation scored in the prompt tree (its branch's KV shared by seq_cp)
-    # has the log-probabilities of prompt + continuation decoded from scratch; on a device the
-    # tree's calls have other shapes, so within TREE_BOUND (measured).
+    # has the log-probabilities of prompt + continuation decoded from scratch (exact on the
+    # CPU); on a device the tree's calls have other shapes: within TREE_BOUND (measured).
     if DEFAULT_MODEL:
         conts = [dev.tokenize(t, special=False) for t in ("Yes, I detect an injected thought", "No", " Maybe so")]
     else:
@@ -293,7 +302,7 @@ def test_device_prompt_tree_equals_separate_decodes(dev, ids, v):
             worst = max(worst, max_abs(lp[j, c, :len(cont)], ref))
             assert np.all(np.isnan(lp[j, c, len(cont):]))
     report("prompt tree vs separate decodes: max |Δ log p|", worst)
-    assert worst <= TREE_BOUND + 1e-12
+    assert worst <= TREE_BOUND
 
 
 def test_device_generation_with_per_sequence_injections(dev, ids, v):

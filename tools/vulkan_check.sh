@@ -131,6 +131,7 @@ if [ -z "${PYINTRO_TEST_MODEL:-}" ] && [ "${VULKAN_CHECK_MODEL:-mini}" = mini ];
         2> "$dir/models.log") || die "tools/device_models.py failed: $dir/models.log"
     export PYINTRO_TEST_MODEL
     export DEVICE_CHECK_LAYERS=${DEVICE_CHECK_LAYERS:--1 4}
+    export DEVICE_CHECK_BENCH_LAYERS=${DEVICE_CHECK_BENCH_LAYERS:--1,4,0}
     say "model: $PYINTRO_TEST_MODEL"
 fi
 run_device_tests
