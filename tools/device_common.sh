@@ -112,7 +112,7 @@ run_bench() {
     local model=() m=${DEVICE_CHECK_BENCH_MODEL:-${PYINTRO_TEST_MODEL:-}}
     [ -n "$m" ] && model=(--model "$m")
     if (cd "$root" && timeout "${DEVICE_CHECK_TIMEOUT:-1800}" "$vpy" bench/device_sweep.py "${model[@]}" \
-            --points "$n" --gpu-layers "${DEVICE_CHECK_BENCH_LAYERS:--1,15,0}" --out "$dir/device_sweep.json" \
+            --points "$n" --gpu-layers="${DEVICE_CHECK_BENCH_LAYERS:--1,15,0}" --out "$dir/device_sweep.json" \
             > "$dir/device_sweep.md" 2> "$dir/device_sweep.log"); then
         bench_line="ok"
     else

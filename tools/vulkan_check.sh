@@ -73,8 +73,8 @@ if ! grep -q VK_EXT_layer_settings "$headers/vulkan/vulkan_core.h" 2>/dev/null; 
             && dpkg -x "$apt_dir"/debs/libvulkan-dev_*.deb "$dir/vulkan-headers"; } > "$dir/headers.log" 2>&1 \
             || die "could not fetch newer Vulkan headers ($dir/headers.log); set VULKAN_CHECK_HEADERS to a folder holding vulkan/vulkan_core.h with VK_EXT_layer_settings (the Vulkan SDK's include/)"
     fi
-    cmake_args="$cmake_args -DVulkan_INCLUDE_DIR=$headers"
 fi
+[ "$headers" = /usr/include ] || cmake_args="$cmake_args -DVulkan_INCLUDE_DIR=$headers"
 export GGML_VK_VISIBLE_DEVICES=${GGML_VK_VISIBLE_DEVICES:-0}
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
 vk_summary() {
@@ -99,7 +99,7 @@ if [ -n "$mesa_major" ] && [ "$mesa_major" -lt 25 ] && [ "${VULKAN_CHECK_MESA:-}
             || die "lavapipe is $vk_driver; Mesa 25 or newer is needed (install a newer mesa-vulkan-drivers, or set VULKAN_CHECK_MESA=system to run on this one)"
         say "lavapipe is $vk_driver: unpacking bookworm-backports' Mesa into $dir/mesa"
         apt_dir=$dir/apt-mesa
-        mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/debs"
+        mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/debs" "$dir/mesa/root"
         echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm-backports main" \
             > "$apt_dir/sources.list"
         o=(-oDir::Etc::SourceList="$apt_dir/sources.list" -oDir::Etc::SourceParts=/dev/null -oDir::State::Lists="$apt_dir/lists"
