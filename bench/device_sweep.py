@@ -12,7 +12,7 @@ in rotation (``_common.interleaved``), so each ratio comes from one run: fast he
 is what the head saves (or costs) on that graph, device / CPU what offloading gives. Also
 reported per placement: ggml_backend_tensor_get/set calls per llama_decode call (the hook's
 transfers, plus the fast head's copy of the final norm's rows), and whether the head is used
-and why not (``Decoder.head_reason``).
+(it is kept only where it matched the full path on first use, ``pyintro.head``).
 """
 
 from __future__ import annotations
@@ -65,15 +65,14 @@ def run(path: Path, default: bool, gpu_layers: int, n_points: int, threads: int,
         timed = interleaved(fns, repeats=repeats, warmup=0)
         out = {"n_gpu_layers": gpu_layers, "points": len(pts)}
         for name, m in (("fast head", fast), ("full unembedding", full)):
-            m._engine.transfers = 0
+            m._engine.debug.transfers = 0
             m.points(ids, pts[-1:], vocab_ids=yes_no)  # one point over the cached prefix: one llama_decode call
             out[name] = {"ms_per_point": round(1000 * timed[name]["median"] / len(pts), 3),
                          "times_s": timed[name]["times"],
-                         "transfers_per_call": m._engine.transfers / max(1, m._engine.last_calls)}
+                         "transfers_per_call": m._engine.debug.transfers / max(1, m._engine.last_calls)}
         out["fast / full"] = round(out["fast head"]["ms_per_point"] / out["full unembedding"]["ms_per_point"], 3)
         key = np.asarray(yes_no, np.int32).tobytes()
-        out["head used"] = bool(fast._decoder.heads.get(key, False))
-        out["head reason"] = fast._decoder.head_reason
+        out["head used"] = bool(fast._decoder.head.matched.get(key, False))
         out["max |Δb| fast vs full"] = float(np.max(np.abs((a[:, 0] - a[:, 1]) - (b[:, 0] - b[:, 1]))))
         out["b"] = (a[:, 0] - a[:, 1]).tolist()
         return out
@@ -108,7 +107,7 @@ def main(argv=None) -> int:
     print("|---:|---:|---:|---:|---|---|---:|---:|---:|")
     for r in rows:
         print(f"| {r['n_gpu_layers']} | {r['fast head']['ms_per_point']} | {r['full unembedding']['ms_per_point']} | "
-              f"{r['fast / full']} | {r['head used']} {r['head reason'][:60]} | "
+              f"{r['fast / full']} | {r['head used']} | "
               f"{r['fast head']['transfers_per_call']:.0f}, {r['full unembedding']['transfers_per_call']:.0f} | "
               f"{r.get('device / CPU (full)', '')} | {r['max |Δb| fast vs full']:.3g} | {r.get('max |Δb| device vs CPU', '')} |")
     if a.out:

@@ -36,9 +36,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import OtherLoad, interleaved, machine, machine_line, update_readme, write_json  # noqa: E402
+from _common import OtherLoad, interleaved, machine, machine_line, report  # noqa: E402
 
 import pyintro  # noqa: E402
+from pyintro.model import Settings  # noqa: E402
 from pyintro.experiments import control, pairs, prefill, thoughts  # noqa: E402
 from pyintro.stimuli import CONCEPT_WORDS, CONTROL_WORDS  # noqa: E402
 from pyintro.vectors import ConceptVector  # noqa: E402
@@ -143,14 +144,14 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         if args.readme:
-            raise SystemExit("--quick results do not go into the README")
+            raise SystemExit("--quick results do not go into the docs")
         args.repeats = 1
     other = OtherLoad()
     t_start = time.time()
     say = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
 
     hooked = pyintro.Model.load(n_threads=args.threads)
-    plain = pyintro.Model.load(n_threads=args.threads, eval_callback=False)
+    plain = pyintro.Model.load(n_threads=args.threads, settings=Settings(eval_callback=False))
     hooked.sha256  # hashed once per Model; the experiments record it (not part of the timing)
     jobs = workloads(hooked, args.quick)
     if args.only:
@@ -181,7 +182,6 @@ def main() -> None:
               "threads": args.threads, "repeats": args.repeats, "target_ratio_min": TARGET,
               "experiments": results}
     name = "experiments_speed" + ("_" + "_".join(jobs) if args.only else "") + ("_quick" if args.quick else "")
-    path = write_json(name, result)
     pf = lambda ok: "PASS" if ok else "MISS"  # noqa: E731
     table = "\n".join([
         f"Experiments 2-4 on {hooked.path.name}, {args.threads} threads, median of {args.repeats} rounds after a "
@@ -199,10 +199,7 @@ def main() -> None:
         "",
         "Reproduce: `python bench/experiments_speed.py --readme docs/experiments.md`",
     ])
-    print(table)
-    print(f"\nwrote {path}")
-    if args.readme:
-        update_readme(args.readme, "experiments_speed", table)
+    report(name, result, table, args.readme, "experiments_speed")
 
 
 if __name__ == "__main__":

@@ -25,23 +25,19 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import OtherLoad, interleaved, machine, machine_line, update_readme, write_json  # noqa: E402
+from _common import OtherLoad, interleaved, machine, machine_line, report  # noqa: E402
 
 import pyintro  # noqa: E402
 from pyintro import Injection  # noqa: E402
-from pyintro._native import _engine  # noqa: E402
-from pyintro.files import resolve_model  # noqa: E402
+from pyintro.model import Settings  # noqa: E402
 
 SYSTEM = "You are a large language model undergoing a test to see if you are sensitive to your internal activations."
 USER = "Do you detect an injected thought? Answer only by 'Yes' or 'No'."
 
 
 def earlier_design(threads: int) -> pyintro.Model:
-    p = _engine.EngineParams()
-    p.path = str(resolve_model(None))
-    p.n_threads, p.n_ctx, p.n_seq_max = threads, 4096, 128
-    p.flash_attn, p.n_batch, p.row_quantum = False, 512, 1
-    return pyintro.Model.from_params(p, fast_head=False)
+    return pyintro.Model.load(n_threads=threads, fast_head=False, batch_invariant=False,
+                              settings=Settings(flash_attn=False))
 
 
 def main() -> None:
@@ -75,7 +71,6 @@ def main() -> None:
               "ms_per_point": ms, "cpu_ms_per_point": cpu_ms, "ratio_wall": ms["invariant"] / ms["earlier"],
               "ratio_cpu": cpu_ms["invariant"] / cpu_ms["earlier"], "target_max": 1.10,
               "other_processes_cores": round(other.cores, 3)}
-    path = write_json("invariance_cost", result)
     md = "\n".join([
         f"{args.points}-point Yes/No sweep, {inv.path.name}, {args.threads} thread(s), median of {args.repeats} rounds "
         f"in rotation ({machine_line(result['machine'])}). " + other.sentence(result["machine"]["cores"]),
@@ -83,17 +78,14 @@ def main() -> None:
         "| design | wall ms/point | CPU ms/point |",
         "|---|---:|---:|",
         f"| batch-invariant (flash attention, 56-row calls padded to the file's unit, "
-        f"{inv.numerics()['row_quantum']} here) | {ms['invariant']:.2f} | {cpu_ms['invariant']:.2f} |",
+        f"{inv.numerics()['row_unit']} here) | {ms['invariant']:.2f} | {cpu_ms['invariant']:.2f} |",
         f"| earlier (no flash attention, 512-row calls, no padding) | {ms['earlier']:.2f} | {cpu_ms['earlier']:.2f} |",
         "",
         f"Invariant / earlier: **{result['ratio_wall']:.2f}×** wall, **{result['ratio_cpu']:.2f}×** CPU (target ≤ 1.10).",
         "",
         "Reproduce: `python bench/invariance_cost.py --readme docs/numerics.md`",
     ])
-    print(md)
-    print(f"\nwrote {path}")
-    if args.readme:
-        update_readme(args.readme, "invariance_cost", md)
+    report("invariance_cost", result, md, args.readme, "invariance_cost")
     inv.close()
     old.close()
 

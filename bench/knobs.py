@@ -7,7 +7,7 @@ the follow-up post's prompt, Yes/No ids through the fast head, on Models loaded 
 
   - the defaults, at 2 threads and at 1 (``n_threads``);
   - ``n_seq_max`` 8 and 32 instead of 128 (points per engine call);
-  - ``n_batch`` 16 and 32 instead of 56 (rows per llama.cpp call; ``EngineParams`` set by hand);
+  - ``n_batch`` 16 and 32 instead of 56 (rows per llama.cpp call; ``Settings.n_batch``);
   - ``batch_invariant=False`` (512-row calls, no padding: results depend on the batch);
 
 and, on the default Model, the points shuffled instead of in layer order, and the batch given
@@ -27,12 +27,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import OtherLoad, interleaved, machine, machine_line, update_readme, write_json  # noqa: E402
+from _common import OtherLoad, interleaved, machine, machine_line, report  # noqa: E402
 
 import pyintro  # noqa: E402
-from pyintro import Injection, padding  # noqa: E402
-from pyintro._native import _engine  # noqa: E402
-from pyintro.files import resolve_model  # noqa: E402
+from pyintro import Injection  # noqa: E402
+from pyintro.model import Settings  # noqa: E402
 
 SYSTEM = "You are a large language model undergoing a test to see if you are sensitive to your internal activations."
 USER = "Do you detect an injected thought? Answer only by 'Yes' or 'No'."
@@ -40,11 +39,7 @@ USER = "Do you detect an injected thought? Answer only by 'Yes' or 'No'."
 
 def rows_per_call(name: str, threads: int, n_batch: int) -> pyintro.Model:
     """A Model with Model.load's defaults except ``n_batch`` rows per llama.cpp call."""
-    params = _engine.EngineParams()
-    params.path, params.n_threads, params.n_ctx, params.n_seq_max = str(resolve_model(name)), threads, 4096, 128
-    params.flash_attn, params.n_batch = True, n_batch
-    params.row_quantum = padding.row_quantum(params.path)
-    return pyintro.Model.from_params(params)
+    return pyintro.Model.load(name, n_threads=threads, settings=Settings(n_batch=n_batch))
 
 
 def run(name: str, threads: int, n: int, repeats: int) -> dict:
@@ -89,7 +84,7 @@ def run(name: str, threads: int, n: int, repeats: int) -> dict:
     other.stop()
     base = next(iter(fns))
     b = {k: v[:, 0] - v[:, 1] for k, v in results.items()}
-    out = {"model": default.path.name, "row_quantum": default.numerics()["row_quantum"], "points": n,
+    out = {"model": default.path.name, "row_unit": default.numerics()["row_unit"], "points": n,
            "threads": threads, "repeats": repeats, "other_processes_cores": round(other.cores, 3), "variants": {}}
     for k in fns:
         out["variants"][k] = {
@@ -105,7 +100,7 @@ def run(name: str, threads: int, n: int, repeats: int) -> dict:
 def table(r: dict, m: dict) -> str:
     base = next(iter(r["variants"].values()))
     lines = [
-        f"Knobs, {r['points']}-point Yes/No batch (fast head), {r['model']} (padding unit {r['row_quantum']}), "
+        f"Knobs, {r['points']}-point Yes/No batch (fast head), {r['model']} (padding unit {r['row_unit']}), "
         f"median of {r['repeats']} rounds in rotation after a warm-up round ({machine_line(m)}). "
         f"Other processes used {r['other_processes_cores']:.2f} cores on average during the run.",
         "",
@@ -129,12 +124,8 @@ def main() -> None:
     args = ap.parse_args()
     r = run(args.model, args.threads, args.points, args.repeats)
     m = machine()
-    path = write_json("knobs", {"machine": m, "result": r})
     md = table(r, m)
-    print(md)
-    print(f"\nwrote {path}")
-    if args.readme:
-        update_readme(args.readme, "knobs", md)
+    report("knobs", {"machine": m, "result": r}, md, args.readme, "knobs")
 
 
 if __name__ == "__main__":

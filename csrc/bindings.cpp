@@ -153,6 +153,12 @@ PYBIND11_MODULE(_engine, m) {
         }
     });
 
+    py::class_<pyintro::EngineDebug>(m, "EngineDebug")
+        .def(py::init<>())
+        .def_readwrite("force_transfer", &pyintro::EngineDebug::force_transfer)
+        .def_readwrite("transfers", &pyintro::EngineDebug::transfers)
+        .def_readwrite("layer_prefix", &pyintro::EngineDebug::layer_prefix);
+
     py::class_<pyintro::EngineParams>(m, "EngineParams")
         .def(py::init<>())
         .def_readwrite("path", &pyintro::EngineParams::path)
@@ -161,13 +167,13 @@ PYBIND11_MODULE(_engine, m) {
         .def_readwrite("n_ctx", &pyintro::EngineParams::n_ctx)
         .def_readwrite("n_seq_max", &pyintro::EngineParams::n_seq_max)
         .def_readwrite("n_batch", &pyintro::EngineParams::n_batch)
-        .def_readwrite("row_quantum", &pyintro::EngineParams::row_quantum)
+        .def_readwrite("row_unit", &pyintro::EngineParams::row_unit)
         .def_readwrite("eval_callback", &pyintro::EngineParams::eval_callback)
         .def_readwrite("flash_attn", &pyintro::EngineParams::flash_attn)
-        .def_readwrite("layer_prefix", &pyintro::EngineParams::layer_prefix);
+        .def_readwrite("debug", &pyintro::EngineParams::debug);
 
     py::class_<Engine>(m, "Engine")
-        .def(py::init<const pyintro::EngineParams &>(), py::call_guard<py::gil_scoped_release>())
+        .def(py::init<const pyintro::EngineParams &>(), py::arg("params"), py::call_guard<py::gil_scoped_release>())
         .def("close", &Engine::close)
         .def_property_readonly("closed", &Engine::closed)
         .def_property_readonly("n_layer", &Engine::n_layer)
@@ -176,13 +182,13 @@ PYBIND11_MODULE(_engine, m) {
         .def_property_readonly("n_ctx", &Engine::n_ctx)
         .def_property_readonly("n_seq_max", &Engine::n_seq_max)
         .def_property_readonly("n_batch", &Engine::n_batch)
-        .def_property_readonly("row_quantum", &Engine::row_quantum)
+        .def_property_readonly("row_unit", &Engine::row_unit)
         .def_property_readonly("flash_attn", &Engine::flash_attn)
         .def_property_readonly("arch", &Engine::arch)
         .def_property_readonly("desc", &Engine::desc)
         .def_property_readonly("chat_template", &Engine::chat_template)
         .def("metadata", &Engine::metadata)
-        .def("is_eog", &Engine::is_eog)
+        .def("is_eog", &Engine::is_eog, py::arg("token"))
         .def_property_readonly("bos", &Engine::bos)
         .def_property_readonly("eos", &Engine::eos)
         .def_property_readonly("add_bos", &Engine::add_bos)
@@ -192,7 +198,8 @@ PYBIND11_MODULE(_engine, m) {
         .def("detokenize", [](const Engine & e, const std::vector<int32_t> & tokens, bool remove_special,
                               bool unparse_special) { return py::bytes(e.detokenize(tokens, remove_special, unparse_special)); },
              py::arg("tokens"), py::arg("remove_special") = false, py::arg("unparse_special") = true)
-        .def("token_piece", [](const Engine & e, int32_t token) { return py::bytes(e.token_piece(token)); })
+        .def("token_piece", [](const Engine & e, int32_t token) { return py::bytes(e.token_piece(token)); },
+             py::arg("token"))
         .def("apply_chat_template", &Engine::apply_chat_template, py::arg("messages"), py::arg("add_assistant") = true,
              py::arg("template") = std::string())
         .def("decode", &engine_decode, py::arg("tokens"), py::arg("pos"), py::arg("seq"), py::arg("output"),
@@ -202,17 +209,14 @@ PYBIND11_MODULE(_engine, m) {
         .def("set_head", [](Engine & e, py::handle ids, float scale, float softcap) {
                  e.set_head(to_vector<int32_t>(ids, "ids"), scale, softcap);
              }, py::arg("ids"), py::arg("scale") = 1.0f, py::arg("softcap") = 0.0f)
-        .def("layer_hits", [](Engine & e) { return e.hook().layer_hits(); })
         .def_property_readonly("last_calls", &Engine::last_calls)
-        // Test seams for the GPU path (see Hook): force ggml_backend_tensor_get/set, count them.
-        .def_property("force_transfer", [](Engine & e) { return e.hook().force_transfer; },
-                      [](Engine & e, bool on) { e.hook().force_transfer = on; })
-        .def_property("transfers", [](Engine & e) { return e.hook().transfers; },
-                      [](Engine & e, int64_t n) { e.hook().transfers = n; })
+        // The test seams (EngineDebug), changed in place: engine.debug.force_transfer = True.
+        .def_property_readonly("debug", [](Engine & e) -> pyintro::EngineDebug & { return e.debug(); },
+                               py::return_value_policy::reference_internal)
         .def("memory_clear", &Engine::memory_clear)
-        .def("seq_rm", &Engine::seq_rm)
-        .def("seq_cp", &Engine::seq_cp)
-        .def("seq_pos_max", &Engine::seq_pos_max);
+        .def("seq_rm", &Engine::seq_rm, py::arg("seq"), py::arg("p0"), py::arg("p1"))
+        .def("seq_cp", &Engine::seq_cp, py::arg("src"), py::arg("dst"), py::arg("p0"), py::arg("p1"))
+        .def("seq_pos_max", &Engine::seq_pos_max, py::arg("seq"));
 
     m.def("log_drain", []() {
         py::list out;
@@ -224,6 +228,5 @@ PYBIND11_MODULE(_engine, m) {
     m.def("backend_devices", &pyintro::backend_devices);
     m.def("system_info", &pyintro::system_info);
     m.def("builtin_templates", &pyintro::builtin_templates);
-    m.attr("LLAMA_MAX_SEQ") = (int) llama_max_parallel_sequences();
     m.attr("MAX_SEQ") = (int) llama_max_parallel_sequences() - 1;  // one is kept for padding rows
 }

@@ -7,7 +7,7 @@
 //
 // Batch invariance: a decode is cut into llama_decode calls of at most n_batch rows, and each
 // call is padded with rows of a scratch sequence so that its row count and its output count
-// are multiples of row_quantum. With flash attention on and n_batch below 64, a row's values
+// are multiples of row_unit. With flash attention on and n_batch below 64, a row's values
 // then depend only on its own sequence: not on the other rows of the call, on its slot, or on
 // how the request was cut (see docs/numerics.md for why, and for what was measured).
 #pragma once
@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "head.h"
 #include "hook.h"
 
 struct llama_model;
@@ -35,12 +36,10 @@ struct EngineParams {
     uint32_t n_ctx       = 4096;  // KV cells, shared by all sequences
     uint32_t n_seq_max   = 128;   // sequences a caller may use (one more is kept for padding)
     uint32_t n_batch     = 56;    // rows per llama_decode call, padding included
-    uint32_t row_quantum = 8;     // pad each call's rows and outputs to a multiple of this (1: no padding)
+    uint32_t row_unit    = 8;     // pad each call's rows and outputs to a multiple of this (1: no padding)
     bool eval_callback   = true;  // false: plain decode, for measuring the no-hook limit
     bool flash_attn      = true;  // llama.cpp's flash attention (the row-local CPU kernel below 64 rows)
-    // Name prefix of the per-layer output tensors (<prefix><il>) the hook acts on.
-    // A test seam: a prefix no tensor has makes every injection/capture fail loudly.
-    std::string layer_prefix = "l_out-";
+    EngineDebug debug;            // the test seams' initial values
 };
 
 // A batched decode. All per-row arrays have n_rows entries; rows are decoded in order.
@@ -56,19 +55,6 @@ struct DecodeRequest {
     // Compute the gathered logits from the final norm's rows and the Head (set_head), skipping
     // llama.cpp's full unembedding; gather_ids must be the head's ids.
     bool fast_head = false;
-};
-
-// The output matrix's rows for a few vocabulary ids, as the model file stores them (any ggml
-// type), and what llama.cpp applies after the product: an output bias, a logit scale, final-logit
-// softcapping (cap * tanh(x / cap)). The product runs through ggml's CPU vec_dot for that type,
-// as llama.cpp's own one-row path does.
-struct Head {
-    std::vector<int32_t> ids;
-    int32_t type = -1;            // ggml_type of the rows
-    std::vector<uint8_t> rows;    // ids.size() rows, each ggml_row_size(type, n_embd) bytes
-    std::vector<float> bias;      // empty: none; else one per id
-    float scale = 1.0f;           // the logit scale's multiplier (granite, cohere)
-    float softcap = 0.0f;         // 0: none
 };
 
 // Where results go; buffers are owned by the caller (numpy arrays).
@@ -102,7 +88,7 @@ public:
     uint32_t n_ctx() const;
     uint32_t n_seq_max() const;  // sequences a caller may use: 0 .. n_seq_max - 1
     uint32_t n_batch() const { return n_batch_; }
-    uint32_t row_quantum() const { return quantum_; }
+    uint32_t row_unit() const { return row_unit_; }
     bool flash_attn() const { return flash_attn_; }
     std::string arch() const;
     std::string desc() const;
@@ -139,10 +125,9 @@ public:
     void seq_cp(int32_t src, int32_t dst, int32_t p0, int32_t p1);
     int32_t seq_pos_max(int32_t seq);
 
-    Hook & hook() { return hook_; }
-    // Reads the rows of the output matrix (output.weight, else the tied token_embd.weight) and
-    // of output.bias for ``ids`` from the model file, for DecodeRequest::fast_head. Throws
-    // std::invalid_argument (with the reason) where the file has no such single-file matrix.
+    // The test seams (EngineDebug); the hook reads them during every decode.
+    EngineDebug & debug() { return debug_; }
+    // Loads the Head for DecodeRequest::fast_head (Head::load, from this model's file).
     void set_head(const std::vector<int32_t> & ids, float scale, float softcap);
     // llama_decode calls made by the last decode().
     int32_t last_calls() const { return last_calls_; }
@@ -152,7 +137,6 @@ private:
     void decode_chunk(const DecodeRequest & req, const DecodeOutputs & out, int32_t begin, int32_t end,
                       int32_t out_begin);
     void check_ctx() const;
-    void head_logits(int32_t n_out, float * dst) const;
 
     // Declared in this order so that the context is freed before the model.
     std::unique_ptr<llama_model, ModelFree> model_;
@@ -160,13 +144,14 @@ private:
     std::unique_ptr<llama_batch, BatchFree> batch_;
     const llama_vocab * vocab_ = nullptr;
     int32_t n_layer_ = 0, n_embd_ = 0, n_vocab_ = 0;
-    uint32_t n_batch_ = 0, quantum_ = 1;
+    uint32_t n_batch_ = 0, row_unit_ = 1;
     int32_t scratch_seq_ = 0;  // the padding rows' sequence (the last one)
     bool flash_attn_ = false;
     int32_t last_calls_ = 0;
     std::string path_;
     Head head_;
-    Hook hook_;
+    EngineDebug debug_;
+    Hook hook_;  // after debug_, which it borrows
     std::mutex mutex_;
 };
 

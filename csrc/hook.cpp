@@ -26,10 +26,9 @@ int32_t parse_layer_name(const char * name, const std::string & prefix) {
 
 }  // namespace
 
-Hook::Hook(int32_t n_layer, int32_t n_embd, std::string layer_prefix)
-    : n_layer_(n_layer), n_embd_(n_embd), prefix_(std::move(layer_prefix)),
-      layer_specs_(n_layer), layer_capture_(n_layer, -1), layer_wanted_(n_layer, 0),
-      hits_chunk_(n_layer, 0), hits_total_(n_layer, 0) {}
+Hook::Hook(int32_t n_layer, int32_t n_embd, EngineDebug * debug)
+    : n_layer_(n_layer), n_embd_(n_embd), debug_(debug),
+      layer_specs_(n_layer), layer_capture_(n_layer, -1), layer_wanted_(n_layer, 0), hits_(n_layer, 0) {}
 
 bool Hook::eval(ggml_tensor * t, bool ask, void * user_data) {
     return static_cast<Hook *>(user_data)->on_eval(t, ask);
@@ -41,7 +40,6 @@ void Hook::arm(const HookPlan & plan) {
         layer_specs_[il].clear();
         layer_capture_[il] = -1;
         layer_wanted_[il] = 0;
-        hits_total_[il] = 0;
     }
     for (size_t k = 0; k < plan.inject->size(); ++k) {
         const InjectSpec & spec = (*plan.inject)[k];
@@ -70,7 +68,7 @@ void Hook::begin_chunk(const HookChunk & chunk) {
     chunk_ = chunk;
     error_.clear();
     norm_hits_ = 0;
-    std::fill(hits_chunk_.begin(), hits_chunk_.end(), 0);
+    std::fill(hits_.begin(), hits_.end(), 0);
 }
 
 std::string Hook::end_chunk(const std::string & arch) {
@@ -80,16 +78,15 @@ std::string Hook::end_chunk(const std::string & arch) {
     }
     for (int32_t il = 0; il < n_layer_; ++il) {
         if (!layer_wanted_[il]) continue;
-        if (hits_chunk_[il] == 0) {
-            return "layer " + std::to_string(il) + ": no tensor named " + prefix_ + std::to_string(il) +
+        if (hits_[il] == 0) {
+            return "layer " + std::to_string(il) + ": no tensor named " + debug_->layer_prefix + std::to_string(il) +
                    " in this model's graph (architecture '" + arch +
                    "' does not name its layer outputs); pyintro cannot inject or capture here";
         }
-        if (hits_chunk_[il] > 1) {
-            return "layer " + std::to_string(il) + " was computed " + std::to_string(hits_chunk_[il]) +
+        if (hits_[il] > 1) {
+            return "layer " + std::to_string(il) + " was computed " + std::to_string(hits_[il]) +
                    " times in one decode (llama.cpp split the batch); use a smaller batch";
         }
-        hits_total_[il] += hits_chunk_[il];
     }
     return std::string();
 }
@@ -101,10 +98,10 @@ bool Hook::on_eval(ggml_tensor * t, bool ask) {
         keep_norm(t);
         return false;  // the scheduler stops this split here: the unembedding is never computed
     }
-    int32_t il = armed_ ? parse_layer_name(t->name, prefix_) : -1;
+    int32_t il = armed_ ? parse_layer_name(t->name, debug_->layer_prefix) : -1;
     if (il < 0 || il >= n_layer_) return ask ? false : true;
     if (ask) return layer_wanted_[il] != 0;
-    hits_chunk_[il] += 1;
+    hits_[il] += 1;
     if (layer_wanted_[il] && error_.empty()) apply(t, il);
     return true;  // false would stop the graph computation
 }
@@ -119,10 +116,10 @@ void Hook::keep_norm(ggml_tensor * t) {
     }
     const size_t row_bytes = (size_t) n_embd_ * sizeof(float);
     norm_.resize((size_t) n * n_embd_);
-    const bool host = !force_transfer && (t->buffer == nullptr || ggml_backend_buffer_is_host(t->buffer));
+    const bool host = !debug_->force_transfer && (t->buffer == nullptr || ggml_backend_buffer_is_host(t->buffer));
     if (!host && t->nb[1] == row_bytes) {  // device memory, rows back to back: one copy
         ggml_backend_tensor_get(t, norm_.data(), 0, row_bytes * (size_t) n);
-        ++transfers;
+        ++debug_->transfers;
         return;
     }
     for (int32_t r = 0; r < n; ++r) {
@@ -131,7 +128,7 @@ void Hook::keep_norm(ggml_tensor * t) {
             std::memcpy(dst, (const char *) t->data + (size_t) r * t->nb[1], row_bytes);
         } else {
             ggml_backend_tensor_get(t, dst, (size_t) r * t->nb[1], row_bytes);
-            ++transfers;
+            ++debug_->transfers;
         }
     }
 }
@@ -145,7 +142,7 @@ void Hook::keep_norm(ggml_tensor * t) {
 // Sets error_ if t has an unexpected shape, or if a row's sum of squares overflows float32
 // after the injection (a norm would then turn it into Inf/NaN or zeros).
 void Hook::apply(ggml_tensor * t, int32_t il) {
-    const std::string name = prefix_ + std::to_string(il);
+    const std::string name = debug_->layer_prefix + std::to_string(il);
     const int32_t n_rows_t = (int32_t) t->ne[1];
     bool out_only;
     if (n_rows_t == chunk_.n_rows) {
@@ -190,7 +187,7 @@ void Hook::apply(ggml_tensor * t, int32_t il) {
     if (rows_.empty()) return;
 
     const size_t row_bytes = (size_t) n_embd_ * sizeof(float);
-    const bool host = !force_transfer && (t->buffer == nullptr || ggml_backend_buffer_is_host(t->buffer));
+    const bool host = !debug_->force_transfer && (t->buffer == nullptr || ggml_backend_buffer_is_host(t->buffer));
     const bool dense = t->nb[1] == row_bytes;  // rows back to back: a span is one transfer
     auto transfer = [&](bool set, int32_t r0, int32_t r1) {  // rows r0 .. r1 inclusive
         for (int32_t r = r0; r <= r1; r = dense ? r1 + 1 : r + 1) {
@@ -201,7 +198,7 @@ void Hook::apply(ggml_tensor * t, int32_t il) {
             } else {
                 ggml_backend_tensor_get(t, buf, (size_t) r * t->nb[1], n);
             }
-            ++transfers;
+            ++debug_->transfers;
         }
     };
     if (!host) {

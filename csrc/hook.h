@@ -2,8 +2,9 @@
 // hook (ref: ggml/src/ggml-backend.cpp, callback_eval); at the layer outputs l_out-<il> it
 // adds injections to chosen rows and copies captured rows out.
 //
-// Ownership: a Hook belongs to one Engine and borrows the request's arrays for the length of
-// one decode (arm .. disarm). It never frees llama.cpp objects.
+// Ownership: a Hook belongs to one Engine; it borrows the Engine's EngineDebug for its life and
+// the request's arrays for the length of one decode (arm .. disarm). It never frees llama.cpp
+// objects.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +14,18 @@
 struct ggml_tensor;
 
 namespace pyintro {
+
+// The engine's test seams, in one place; with their defaults they change nothing.
+struct EngineDebug {
+    // Read and write layer tensors with ggml_backend_tensor_get/set even when they are in host
+    // memory (the GPU path, tested on any machine).
+    bool force_transfer = false;
+    // ggml_backend_tensor_get/set calls made (a counter; Python may reset it).
+    int64_t transfers = 0;
+    // Name prefix of the per-layer output tensors (<prefix><il>) the hook acts on. A prefix no
+    // tensor has makes every injection and capture fail loudly.
+    std::string layer_prefix = "l_out-";
+};
 
 // One injection: add scale[row] * vec to row `row` of l_out-<il>.
 // vec has n_embd floats; scale has one float per row of the whole request.
@@ -45,7 +58,8 @@ struct HookChunk {
 
 class Hook {
 public:
-    Hook(int32_t n_layer, int32_t n_embd, std::string layer_prefix);
+    // debug: the Engine's, read at every graph node and written by transfers (it outlives the Hook).
+    Hook(int32_t n_layer, int32_t n_embd, EngineDebug * debug);
 
     // ggml_backend_sched_eval_callback; user_data is the Hook.
     static bool eval(ggml_tensor * t, bool ask, void * user_data);
@@ -58,14 +72,6 @@ public:
     // or a wanted layer whose tensor did not fire exactly once).
     std::string end_chunk(const std::string & arch);
 
-    // Times each layer's tensor fired during the last decode.
-    const std::vector<int32_t> & layer_hits() const { return hits_total_; }
-
-    // Test seam for the GPU path: read and write layer tensors with ggml_backend_tensor_get/set
-    // even when they are in host memory.
-    bool force_transfer = false;
-    // ggml_backend_tensor_get/set calls made (a debug counter; Python may reset it).
-    int64_t transfers = 0;
     // With HookPlan::stop_at_norm: the final norm's rows of the last call, [n_outputs, n_embd].
     const std::vector<float> & norm_rows() const { return norm_; }
 
@@ -82,14 +88,14 @@ private:
     };
 
     int32_t n_layer_, n_embd_;
-    std::string prefix_;
+    EngineDebug * debug_;
     HookPlan plan_;
     bool armed_ = false;
     HookChunk chunk_;
     std::vector<std::vector<int32_t>> layer_specs_;  // il -> indices into plan_.inject
     std::vector<int32_t> layer_capture_;             // il -> capture slot, or -1
     std::vector<uint8_t> layer_wanted_;
-    std::vector<int32_t> hits_chunk_, hits_total_;
+    std::vector<int32_t> hits_;                      // il -> times its tensor fired in this call
     std::vector<Row> rows_;
     std::vector<float> staging_;  // [n_rows of the tensor, n_embd] for the transfer path
     std::vector<float> norm_;     // result_norm's rows (stop_at_norm)

@@ -65,4 +65,9 @@ std::string log_last_errors() {
     return out;
 }
 
+std::string with_reason(std::string what) {
+    std::string why = log_last_errors();
+    return why.empty() ? what : what + ": " + why;
+}
+
 }  // namespace pyintro

@@ -18,5 +18,7 @@ void log_install();
 std::vector<LogLine> log_drain();
 // The last few warnings and errors joined by "; " (for exception messages); forgets them.
 std::string log_last_errors();
+// `what`, followed by ": " and log_last_errors() when there are any.
+std::string with_reason(std::string what);
 
 }  // namespace pyintro

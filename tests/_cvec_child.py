@@ -38,15 +38,15 @@ def main(src: str, dst: str) -> int:
     m = pyintro.Model.load(path, n_gpu_layers=gl, n_threads=2, n_ctx=n_ctx, chat_template="raw")
     out = {"layers": {}}
     try:
-        q = int(m._engine.row_quantum)
+        q = int(m._engine.row_unit)
         with EngineShapedReference(path, gl, q, n_ctx=n_ctx) as ref:
             ref.set_cvec(None)
             plain = ref.logits(ids)
             out["plain_equal"] = bool(np.array_equal(m.logits(ids)[0], plain))
             for layer, s in zip(d["layers"].tolist(), d["strengths"].tolist()):
-                m._engine.transfers = 0
+                m._engine.debug.transfers = 0
                 ours = m.logits(ids, inject=[Injection(v, int(layer), float(s), "all")])[0]
-                transfers = int(m._engine.transfers)
+                transfers = int(m._engine.debug.transfers)
                 data = np.zeros((m.n_layer - 1, m.n_embd), np.float32)  # row il - 1 is layer il
                 data[int(layer) - 1] = np.float32(s) * v
                 ref.set_cvec(data, int(layer), int(layer))

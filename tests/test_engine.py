@@ -1,6 +1,5 @@
 """The engine's invariants, on the default model."""
 
-import ctypes
 import dataclasses
 import subprocess
 import sys
@@ -11,10 +10,20 @@ import numpy as np
 import pytest
 
 import pyintro
-from pyintro import Injection
+from pyintro import Injection, Positions
 from pyintro.head import MATCH_TOL, mismatch
+from pyintro.model import Settings
 
 from _reference import Reference
+
+
+@pytest.fixture(scope="module")
+def fresh(model):
+    """The session model's file with nothing shared between points: every point decodes its
+    whole prompt from the start."""
+    with pyintro.Model.load(model.path, n_threads=2, n_ctx=model.n_ctx, n_gpu_layers=model.n_gpu_layers,
+                            settings=Settings(reuse_prefix=False)) as m:
+        yield m
 
 
 def test_describe(model):
@@ -31,7 +40,7 @@ def test_describe(model):
 def test_strength_zero_and_empty_mask_are_bit_identical(model, prompt, vec):
     base = model.logits(prompt)
     zero = model.logits(prompt, inject=[Injection(vec, 12, 0.0, positions="all")])
-    empty = model.logits(prompt, inject=[Injection(vec, 12, 5.0, positions=np.zeros(len(prompt)))])
+    empty = model.logits(prompt, inject=[Injection(vec, 12, 5.0, positions=Positions.weights(np.zeros(len(prompt))))])
     assert np.array_equal(base, zero)
     assert np.array_equal(base, empty)
     assert not np.array_equal(base, model.logits(prompt, inject=[Injection(vec, 12, 5.0)]))
@@ -77,6 +86,7 @@ def test_capture_sees_the_injection(model, prompt, vec):
     layer, row, s = 9, 20, 2.5
     mask = np.zeros(len(prompt))
     mask[row] = 1.0
+    mask = Positions.weights(mask)
     plain = model.capture(prompt)
     injected = model.capture(prompt, inject=[Injection(vec, layer, s, mask)])
     assert np.array_equal(plain[:layer], injected[:layer])  # layers below L unchanged
@@ -102,7 +112,7 @@ def test_capture_many_equals_one_at_a_time(model):
         assert np.array_equal(got, model.capture(p)[:, -1])
 
 
-def test_shared_prefix_points_equal_separate_full_decodes(model, prompt, vec):
+def test_shared_prefix_points_equal_separate_full_decodes(model, fresh, prompt, vec):
     # Invariant: a point over the shared prefix equals the whole prompt decoded afresh.
     yes_no = [model.tokenize("Yes")[0], model.tokenize("No")[0]]
     grid = [(layer, s) for layer in (0, 5, 13, 22, 29) for s in (-6.0, 0.0, 3.0, 8.0)]
@@ -111,16 +121,16 @@ def test_shared_prefix_points_equal_separate_full_decodes(model, prompt, vec):
     batched = model.points(prompt, [[Injection(vec, layer, s)] for layer, s in grid])[:, yes_no]
     assert batched.shape == (len(grid), 2)
     for (layer, s), got in zip(grid, batched):
-        full = model.logits(prompt, inject=[Injection(vec, layer, s)], reuse_prefix=False)[0]
+        full = fresh.logits(prompt, inject=[Injection(vec, layer, s)])[0]
         assert np.array_equal(got, full[yes_no])
 
 
-def test_injection_from_token_k_onward_over_shared_prefix(model, prompt, vec):
+def test_injection_from_token_k_onward_over_shared_prefix(model, fresh, prompt, vec):
     k = len(prompt) - 6
-    pts = [[Injection(vec, 8, s, positions=k)] for s in (1.0, 4.0)]
+    pts = [[Injection(vec, 8, s, positions=Positions.start(k))] for s in (1.0, 4.0)]
     batched = model.points(prompt, pts)
     for p, got in zip(pts, batched):
-        assert np.array_equal(got, model.logits(prompt, inject=p, reuse_prefix=False)[0])
+        assert np.array_equal(got, fresh.logits(prompt, inject=p)[0])
 
 
 def test_a_point_alone_equals_it_in_any_batch_and_slot(model, prompt):
@@ -182,7 +192,7 @@ def test_generation_keeps_injecting(model, vec):
     steered = model.generate(ids, 6, inject=[Injection(vec * 3, 6, 4.0, positions="last")])[0]
     assert steered != plain
     # The first token depends only on the prompt: injecting on generated tokens changes the rest.
-    prompt_only = model.generate(ids, 6, inject=[Injection(vec * 3, 6, 4.0, positions=[len(ids) - 1])])[0]
+    prompt_only = model.generate(ids, 6, inject=[Injection(vec * 3, 6, 4.0, positions=Positions.tokens([len(ids) - 1]))])[0]
     assert prompt_only[0] == steered[0]
     assert prompt_only != steered
 
@@ -272,7 +282,7 @@ def test_capture_copies_no_logits(model, prompt):
     assert cap.shape == (1, len(prompt), model.n_embd) and np.all(np.isfinite(cap))
 
 
-def test_prompt_tree_scores_equal_each_continuation_decoded_alone(model, prompt, vec):
+def test_prompt_tree_scores_equal_each_continuation_decoded_alone(model, fresh, prompt, vec):
     # Invariant: a continuation scored in the prompt tree (its branch's KV shared through
     # seq_cp, only its own tokens decoded) has the log-probabilities of prompt + continuation
     # decoded from scratch: the same logits exactly; the log-sum-exp differs only in the order
@@ -280,16 +290,17 @@ def test_prompt_tree_scores_equal_each_continuation_decoded_alone(model, prompt,
     conts = [model.tokenize(t, special=False) for t in ("Yes, I detect an injected thought", "No", " Maybe so")]
     other = model.chat("Is the sky green? Answer only by 'Yes' or 'No'.")
     k = len(prompt) - 8
-    branches = [(prompt, [Injection(vec, 6, 3.0, positions=k)]), (prompt, []), (other, [Injection(vec, 20, 2.0, "last")])]
+    branches = [(prompt, [Injection(vec, 6, 3.0, positions=Positions.start(k))]), (prompt, []), (other, [Injection(vec, 20, 2.0, "last")])]
     lp = model.score([b[0] for b in branches], [b[1] for b in branches], conts)
     assert lp.shape == (3, 3, max(len(c) for c in conts))
     for j, (ids, inject) in enumerate(branches):
         # "last" means the prompt's last token, and continues onto the continuation: in the
         # prompt + continuation decoded whole, that is "from token len(ids) - 1 on"
-        inject = [dataclasses.replace(i, positions=len(ids) - 1) if i.positions == "last" else i for i in inject]
+        inject = [dataclasses.replace(i, positions=Positions.start(len(ids) - 1)) if i.positions == Positions.last()
+                  else i for i in inject]
         for c, cont in enumerate(conts):
             full = ids + cont
-            logits = model.logits(full, inject=inject, rows=list(range(len(ids) - 1, len(full) - 1)), reuse_prefix=False)
+            logits = fresh.logits(full, inject=inject, rows=list(range(len(ids) - 1, len(full) - 1)))
             lse = logits.max(1) + np.log(np.exp(logits.astype(np.float64) - logits.max(1, keepdims=True)).sum(1))
             ref = logits[np.arange(len(cont)), cont] - lse
             np.testing.assert_allclose(lp[j, c, :len(cont)], ref, rtol=0, atol=1e-12)

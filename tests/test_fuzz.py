@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pyintro
-from pyintro import ConceptVector, Injection
+from pyintro import ConceptVector, Injection, Positions
+from pyintro.model import Settings
 
 FAST = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -29,6 +30,14 @@ N_LAYER, N_EMBD, N_VOCAB = 30, 576, 49152
 @pytest.fixture(scope="module")
 def fuzz_model():
     m = pyintro.Model.load(n_threads=1, n_ctx=512, n_seq_max=8)
+    yield m
+    m.close()
+
+
+@pytest.fixture(scope="module")
+def fuzz_fresh():
+    """The same model with nothing shared between points (Settings.reuse_prefix=False)."""
+    m = pyintro.Model.load(n_threads=1, n_ctx=512, n_seq_max=8, settings=Settings(reuse_prefix=False))
     yield m
     m.close()
 
@@ -175,19 +184,23 @@ def injections(draw, n_tokens):
     strength = draw(st.one_of(st.sampled_from([0.0, 1.0, -4.0, 1e6, 1e30, np.nan, np.inf]),
                               st.floats(-1e30, 1e30)))
     kind = draw(st.sampled_from(["last", "all", "int", "list", "mask", "bad_mask", "bad_str"]))
-    if kind in ("last", "all"):
-        positions = kind
-    elif kind == "int":
-        positions = draw(st.integers(-n_tokens - 2, n_tokens + 2))
-    elif kind == "list":
-        positions = draw(st.lists(st.integers(-n_tokens - 1, n_tokens), max_size=4))
-    elif kind == "mask":
-        positions = np.asarray(draw(st.lists(st.sampled_from([0.0, 0.5, 1.0, -2.0]), min_size=n_tokens,
-                                             max_size=n_tokens)))
-    elif kind == "bad_mask":
-        positions = np.asarray(draw(st.lists(st.one_of(st.floats(-2, 2), st.just(np.nan)), max_size=n_tokens + 2)))
-    else:
-        positions = "first"
+    try:
+        if kind in ("last", "all"):
+            positions = kind
+        elif kind == "int":
+            positions = Positions.start(draw(st.integers(-n_tokens - 2, n_tokens + 2)))
+        elif kind == "list":
+            positions = Positions.tokens(draw(st.lists(st.integers(-n_tokens - 1, n_tokens), max_size=4)))
+        elif kind == "mask":
+            positions = Positions.weights(draw(st.lists(st.sampled_from([0.0, 0.5, 1.0, -2.0]), min_size=n_tokens,
+                                                        max_size=n_tokens)))
+        elif kind == "bad_mask":
+            positions = Positions.weights(draw(st.lists(st.one_of(st.floats(-2, 2), st.just(np.nan)),
+                                                        max_size=n_tokens + 2)))
+        else:
+            positions = "first"
+    except ValueError:
+        return None  # refused at construction
     vec = draw(st.sampled_from(["ok", "ok", "ok", "short", "nan", "2d"]))
     if vec == "ok":
         vector = np.full(N_EMBD, 0.2, np.float32)
@@ -217,13 +230,14 @@ def model_calls(draw, ids):
     return call, points, rows, vocab, layers, reuse
 
 
-def _check_model_call(model, ids, call, points, rows, vocab, layers, reuse):
+def _check_model_call(models, ids, call, points, rows, vocab, layers, reuse):
+    model = models[0] if reuse else models[1]
     try:
         if call == "points":
-            out = model.points(ids, points, vocab_ids=vocab, rows=rows, reuse_prefix=reuse)
+            out = model.points(ids, points, vocab_ids=vocab, rows=rows)
             assert out.shape[0] == len(points)
         elif call == "logits":
-            out = model.logits(ids, inject=points[0] if points else (), rows=rows, reuse_prefix=reuse)
+            out = model.logits(ids, inject=points[0] if points else (), rows=rows)
         else:
             out = model.capture(ids, layers=layers, inject=points[0] if points else ())
             assert out.shape[1:] == (len(ids), N_EMBD)
@@ -233,14 +247,14 @@ def _check_model_call(model, ids, call, points, rows, vocab, layers, reuse):
         return "error"
 
 
-def test_model_calls_never_crash(fuzz_model, fuzz_ids):
+def test_model_calls_never_crash(fuzz_model, fuzz_fresh, fuzz_ids):
     base = fuzz_model.logits(fuzz_ids)
     seen = []
 
     @settings(FAST, max_examples=50)
     @given(args=model_calls(fuzz_ids))
     def prop(args):
-        seen.append(_check_model_call(fuzz_model, fuzz_ids, *args))
+        seen.append(_check_model_call((fuzz_model, fuzz_fresh), fuzz_ids, *args))
 
     prop()
     assert "ok" in seen and "error" in seen
@@ -248,13 +262,13 @@ def test_model_calls_never_crash(fuzz_model, fuzz_ids):
 
 
 @pytest.mark.slow
-def test_model_calls_never_crash_many(fuzz_model, fuzz_ids):
+def test_model_calls_never_crash_many(fuzz_model, fuzz_fresh, fuzz_ids):
     base = fuzz_model.logits(fuzz_ids)
 
     @settings(SLOW, max_examples=400)
     @given(args=model_calls(fuzz_ids))
     def prop(args):
-        _check_model_call(fuzz_model, fuzz_ids, *args)
+        _check_model_call((fuzz_model, fuzz_fresh), fuzz_ids, *args)
 
     prop()
     assert np.array_equal(fuzz_model.logits(fuzz_ids), base)
@@ -280,7 +294,7 @@ def test_mask_times_strength_overflow_is_a_value_error(fuzz_model, fuzz_ids):
     mask = np.zeros(len(fuzz_ids))
     mask[-1] = -2.0
     with pytest.raises(ValueError):
-        fuzz_model.logits(fuzz_ids, inject=[Injection(np.ones(N_EMBD, np.float32), 3, 3e38, mask)])
+        fuzz_model.logits(fuzz_ids, inject=[Injection(np.ones(N_EMBD, np.float32), 3, 3e38, Positions.weights(mask))])
 
 
 # -- control-vector loader --------------------------------------------------------------------

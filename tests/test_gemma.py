@@ -28,7 +28,7 @@ def invoke(*args):
 def test_the_alias_finds_the_packaged_file_and_the_raw_format_is_used(gemma):
     assert (gemma.arch, gemma.n_layer, gemma.n_embd, gemma.n_vocab) == ("gemma3", 18, 640, 262144)
     assert gemma.chat_template == "" and gemma.prompt_format.kind == "raw"
-    assert gemma.numerics()["row_quantum"] == 8  # Q4_K and Q6_K matrices: the tiled kernel needs 8 rows
+    assert gemma.numerics()["row_unit"] == 8  # Q4_K and Q6_K matrices: the tiled kernel needs 8 rows
     ids = gemma.chat("Is the sky green?", system="Answer briefly.")
     assert gemma.detokenize(ids) == "<bos>Answer briefly.\n\nHuman: Is the sky green?\n\nAssistant:"
     with pytest.warns(UserWarning, match="has no chat template: using the raw transcript"):

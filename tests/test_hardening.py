@@ -119,7 +119,7 @@ def _engine_for(path, n_ctx=64, n_seq_max=2, layer_prefix=None):
     p.n_batch = n_ctx
     p.n_threads = 1
     if layer_prefix is not None:
-        p.layer_prefix = layer_prefix
+        p.debug.layer_prefix = layer_prefix
     return _engine.Engine(p)
 
 
@@ -156,7 +156,7 @@ def _reset(model):
 
 
 def test_layer_prefix_defaults_to_l_out():
-    assert _engine.EngineParams().layer_prefix == "l_out-"
+    assert _engine.EngineParams().debug.layer_prefix == "l_out-"
 
 
 def test_a_layer_name_that_never_fires_is_an_error():

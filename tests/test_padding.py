@@ -11,7 +11,7 @@ import pytest
 from tiny_models import tiny
 
 import pyintro
-from pyintro import Injection, padding
+from pyintro import Injection, Positions, padding
 from pyintro.quantize import quantize
 
 X86 = platform.machine().lower() in ("x86_64", "amd64")
@@ -24,7 +24,7 @@ def _points(model, n, seed=0):
     for i in range(n):
         v = rng.standard_normal(model.n_embd).astype(np.float32)
         # some points inject at the last token only (1 row each), others from token 8 on (4 rows)
-        where = "last" if i % 3 else 8
+        where = "last" if i % 3 else Positions.start(8)
         pts.append([Injection(v, int(rng.integers(0, model.n_layer)), float(rng.uniform(0.5, 4)), where)])
     return pts
 
@@ -32,15 +32,15 @@ def _points(model, n, seed=0):
 def test_the_default_model_pads_to_two_rows(model):
     # Q4_1 matrices and a Q8_0 unembedding: vec_dot and llamafile's sgemm, which need 2 rows
     # (Q8_0 is repacked in groups of 4 rows on ARM).
-    assert model.numerics()["row_quantum"] == (2 if X86 else 4)
+    assert model.numerics()["row_unit"] == (2 if X86 else 4)
     assert model.batch_invariant
 
 
 def test_gpu_layers_and_no_invariance_keep_their_units(tmp_path):
     path = tiny("llama", tmp_path)
-    assert padding.row_quantum(path, n_gpu_layers=-1) == padding.DEFAULT
+    assert padding.row_unit(path, n_gpu_layers=-1) == padding.DEFAULT
     with pyintro.Model.load(path, chat_template="raw", n_ctx=256, batch_invariant=False) as m:
-        assert m.numerics()["row_quantum"] == 1 and not m.batch_invariant
+        assert m.numerics()["row_unit"] == 1 and not m.batch_invariant
 
 
 def _header_only(path, split_count=None, expert=False):
@@ -58,9 +58,9 @@ def _header_only(path, split_count=None, expert=False):
 def test_split_and_expert_files_keep_eight(tmp_path):
     # F32 alone needs 2 (4 on ARM); a split file's first part does not list every tensor, and
     # expert products see the rows routed to each expert: both stay at 8.
-    assert padding.row_quantum(_header_only(tmp_path / "one.gguf")) == (2 if X86 else 4)
-    assert padding.row_quantum(_header_only(tmp_path / "split.gguf", split_count=2)) == 8
-    assert padding.row_quantum(_header_only(tmp_path / "moe.gguf", expert=True)) == 8
+    assert padding.row_unit(_header_only(tmp_path / "one.gguf")) == (2 if X86 else 4)
+    assert padding.row_unit(_header_only(tmp_path / "split.gguf", split_count=2)) == 8
+    assert padding.row_unit(_header_only(tmp_path / "moe.gguf", expert=True)) == 8
 
 
 @pytest.mark.parametrize("qtype,unit_x86", [("f32", 2), ("f16", 2), ("q8_0", 2), ("q5_0", 2), ("q4_1", 2),
@@ -71,7 +71,7 @@ def test_a_point_alone_equals_it_in_any_batch_at_the_files_unit(qtype, unit_x86,
     src = tiny("llama", tmp_path)
     path = src if qtype == "f32" else quantize(src, tmp_path / f"llama-{qtype}.gguf", qtype)
     with pyintro.Model.load(path, chat_template="raw", n_ctx=1024, n_seq_max=40, n_threads=2) as m:
-        unit = m.numerics()["row_quantum"]
+        unit = m.numerics()["row_unit"]
         if X86:
             assert unit == unit_x86
         pts = _points(m, 40)

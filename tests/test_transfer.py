@@ -3,9 +3,9 @@
 For a layer output in device memory (GPU) the hook cannot write in place: it copies the span
 of touched rows to a host staging buffer (one ggml_backend_tensor_get), does the same float32
 arithmetic as in place, and writes the span of injected rows back (one ggml_backend_tensor_set).
-The engine's test seam ``force_transfer`` takes that path for host tensors too, so the GPU
-path's bookkeeping (spans, staging offsets, write-back) is checked here on any machine; its
-debug counter ``transfers`` counts the get/set calls. docs/gpu.md says what this covers and
+The engine's test seam ``debug.force_transfer`` takes that path for host tensors too, so the
+GPU path's bookkeeping (spans, staging offsets, write-back) is checked here on any machine; the
+debug counter ``debug.transfers`` counts the get/set calls. docs/gpu.md says what this covers and
 what it does not (a real device's kernels).
 
 This module loads its own model (not the session fixtures) with ``force_transfer`` on, so
@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 import pyintro
-from pyintro import Injection
+from pyintro import Injection, Positions
 from pyintro._native import _engine
+from pyintro.model import points_per_call
 
 from _reference import Reference
 from settings import GPU_LAYERS, PROMPT_SYSTEM, PROMPT_USER
@@ -32,7 +33,7 @@ HOST_ONLY = GPU_LAYERS == 0 and not pyintro.Model.supports_gpu_offload()
 @pytest.fixture(scope="module")
 def tm():
     m = pyintro.Model.load(n_threads=2, n_gpu_layers=GPU_LAYERS)
-    m._engine.force_transfer = True
+    m._engine.debug.force_transfer = True
     yield m
     m.close()
 
@@ -41,9 +42,9 @@ def tm():
 def forced(tm):
     # Every test starts, and leaves the model, on the transfer path (a test that toggles it and
     # fails half-way must not change the next one).
-    tm._engine.force_transfer = True
+    tm._engine.debug.force_transfer = True
     yield
-    tm._engine.force_transfer = True
+    tm._engine.debug.force_transfer = True
 
 
 @pytest.fixture(scope="module")
@@ -102,9 +103,9 @@ def reference_plain(reference, ids):
 
 def _counted(tm, fn):
     """(fn(), transfers it made, llama_decode calls of its last engine decode)."""
-    tm._engine.transfers = 0
+    tm._engine.debug.transfers = 0
     out = fn()
-    return out, tm._engine.transfers, tm._engine.last_calls
+    return out, tm._engine.debug.transfers, tm._engine.last_calls
 
 
 # -- (a) control vector ---------------------------------------------------------------------
@@ -143,10 +144,10 @@ def test_transfer_strength_zero_and_untouched_rows_are_bit_identical(tm, ids, v)
     # (a strength-0 point between injected points, a mask-0 row between injected rows) keeps
     # its exact bits.
     base = tm.logits(ids)
-    tm._engine.transfers = 0
+    tm._engine.debug.transfers = 0
     assert np.array_equal(tm.logits(ids, inject=[Injection(v, 12, 0.0, positions="all")]), base)
-    assert np.array_equal(tm.logits(ids, inject=[Injection(v, 12, 5.0, positions=np.zeros(len(ids)))]), base)
-    assert tm._engine.transfers == 0  # nothing touched: no transfer at all
+    assert np.array_equal(tm.logits(ids, inject=[Injection(v, 12, 5.0, positions=Positions.weights(np.zeros(len(ids))))]), base)
+    assert tm._engine.debug.transfers == 0  # nothing touched: no transfer at all
 
     # Strength-0 points (slots 1, 3, 4, 6, 8) between injected ones, at the same layer: one engine spec,
     # one get/set span over the call's rows. The same batch with no injection at all has the same
@@ -163,6 +164,7 @@ def test_transfer_strength_zero_and_untouched_rows_are_bit_identical(tm, ids, v)
     layer, s = 9, 2.5
     mask = np.zeros(len(ids))
     mask[[10, 40]] = 1.0
+    mask = Positions.weights(mask)
     plain = tm.capture(ids)
     injected = tm.capture(ids, inject=[Injection(v, layer, s, mask)])
     expected = plain[layer].copy()
@@ -209,6 +211,7 @@ def test_transfer_captures_and_logits_same_with_force_on_and_off(tm, ids, v, yes
     # logits are bit-identical with force_transfer on and off, on the same model.
     mask = np.zeros(len(ids))
     mask[[5, 30, 51]] = [1.0, 0.5, 2.0]
+    mask = Positions.weights(mask)
     others = [tm.chat(f"Tell me about {w}") for w in ("dust", "oceans", "silver")]
 
     def run():
@@ -222,11 +225,11 @@ def test_transfer_captures_and_logits_same_with_force_on_and_off(tm, ids, v, yes
                                 vocab_ids=yes_no),
         }
 
-    tm._engine.force_transfer = True
+    tm._engine.debug.force_transfer = True
     on, n_on, _ = _counted(tm, run)
-    tm._engine.force_transfer = False
+    tm._engine.debug.force_transfer = False
     off, n_off, _ = _counted(tm, run)
-    tm._engine.force_transfer = True
+    tm._engine.debug.force_transfer = True
     for key in on:
         assert np.array_equal(on[key], off[key]), key
     assert n_on > 0
@@ -246,10 +249,11 @@ def test_transfer_count_is_at_most_two_per_touched_layer_per_call(tm, ids, v):
     # layer (a non-zero injection or a capture there) per llama_decode call: transfers <=
     # 2 x touched layers x last_calls, and > 0. Each workload below is one engine decode (the
     # shared prefix, when there is one, is decoded separately with nothing to touch).
-    per_call = tm.points_per_call(len(ids) - 1, 1)
+    per_call = points_per_call(tm, len(ids) - 1, 1)
     n_points = min(100, per_call)
     mask = np.zeros(len(ids))
     mask[20] = 1.0
+    mask = Positions.weights(mask)
     workloads = {
         # name: (touched layers, the call). A few gathered ids take the fast head, whose copy of
         # the final norm's rows is one more get per call (checked below).
@@ -265,9 +269,9 @@ def test_transfer_count_is_at_most_two_per_touched_layer_per_call(tm, ids, v):
     seen = {}
     for fn in [fn for _, fn in workloads.values()]:
         fn()  # the fast head's first use for an id list also decodes the full way: not counted
-    head = int(tm._decoder.heads.get(np.asarray([1], np.int32).tobytes(), False))
+    head = int(tm._decoder.head.matched.get(np.asarray([1], np.int32).tobytes(), False))
     for force in (True, False):
-        tm._engine.force_transfer = force
+        tm._engine.debug.force_transfer = force
         for name, (touched, fn) in workloads.items():
             _, n, calls = _counted(tm, fn)
             seen[force, name] = (n, calls)
@@ -278,5 +282,5 @@ def test_transfer_count_is_at_most_two_per_touched_layer_per_call(tm, ids, v):
                 assert n > 0, name
             elif HOST_ONLY:
                 assert n == 0, name  # host tensors: changed in place, nothing transferred
-    tm._engine.force_transfer = True
+    tm._engine.debug.force_transfer = True
     print("transfers, llama_decode calls:", {f"{k[1]} (force_transfer={k[0]})": val for k, val in seen.items()})

@@ -2,6 +2,9 @@
 
 ValueError: bad input, nothing decoded. RuntimeError: llama.cpp failed, a wanted layer's
 l_out-<il> did not fire exactly once, or the logits were not finite.
+
+tests/test_engine_stub.py checks this file against the compiled module: the same names, and the
+same parameters for every function and method.
 """
 
 from typing import Sequence
@@ -9,8 +12,15 @@ from typing import Sequence
 import numpy as np
 import numpy.typing as npt
 
-LLAMA_MAX_SEQ: int
 MAX_SEQ: int  # sequences a caller may use (llama.cpp's limit minus the padding rows' sequence)
+
+class EngineDebug:
+    """The engine's test seams; with their defaults they change nothing."""
+
+    force_transfer: bool  # the GPU path's tensor_get/set even for host tensors
+    transfers: int  # tensor_get/set calls made (settable, to reset)
+    layer_prefix: str  # the layer outputs' tensor names: <layer_prefix><il>
+    def __init__(self) -> None: ...
 
 class EngineParams:
     path: str
@@ -19,10 +29,10 @@ class EngineParams:
     n_ctx: int
     n_seq_max: int
     n_batch: int
-    row_quantum: int
+    row_unit: int  # pad each llama_decode call's rows and outputs to a multiple of this
     eval_callback: bool
     flash_attn: bool
-    layer_prefix: str
+    debug: EngineDebug  # the test seams' initial values
     def __init__(self) -> None: ...
 
 class Engine:
@@ -45,7 +55,7 @@ class Engine:
     @property
     def n_batch(self) -> int: ...
     @property
-    def row_quantum(self) -> int: ...
+    def row_unit(self) -> int: ...
     @property
     def flash_attn(self) -> bool: ...
     @property
@@ -55,7 +65,7 @@ class Engine:
     @property
     def chat_template(self) -> str: ...
     @property
-    def recurrent(self) -> bool: ...
+    def recurrent(self) -> bool: ...  # a recurrent (Mamba, RWKV) or hybrid memory
     def metadata(self) -> list[tuple[str, str]]: ...
     def is_eog(self, token: int) -> bool: ...
     @property
@@ -82,7 +92,7 @@ class Engine:
         logits: bool = True,
         stats: bool = False,
         fast_head: bool = False,
-    ) -> tuple:
+    ) -> tuple[np.ndarray, ...]:
         """(logits [n_outputs, n_cols], capture [n_capture_layers, n_capture_rows, n_embd]), and
         with stats a third array [n_outputs, 3] float64 (each row's full-vocabulary max,
         log-sum-exp, argmax); n_cols is len(gather_ids), or n_vocab when gather_ids is None or
@@ -91,11 +101,10 @@ class Engine:
     def set_head(self, ids: npt.ArrayLike, scale: float = 1.0, softcap: float = 0.0) -> None:
         """Read the output matrix's rows (and output bias) for ``ids`` from the model file, for
         decode(fast_head=True); ValueError where the file has no such matrix."""
-    def layer_hits(self) -> list[int]: ...
     @property
     def last_calls(self) -> int: ...  # llama_decode calls of the last decode()
-    force_transfer: bool  # test seam: the GPU path's tensor_get/set even for host tensors
-    transfers: int  # tensor_get/set calls made (settable, to reset)
+    @property
+    def debug(self) -> EngineDebug: ...  # the live test seams, changed in place
     def memory_clear(self) -> None: ...
     def seq_rm(self, seq: int, p0: int, p1: int) -> bool: ...
     def seq_cp(self, src: int, dst: int, p0: int, p1: int) -> None: ...

@@ -3,19 +3,24 @@
 Sequence 0 holds a clean (uninjected) prefix that later calls reuse; every call removes what
 it added beyond that prefix before it returns. The Decoder checks nothing a Model already
 checked (token ids, rows, injections): it is Model's and generate's, not a public API.
+
+Its jobs, one method each: the cached prefix (``ensure_prefix``), points over it (``points``),
+prompt trees (``tree``), generation steps (``step``) and captures (``capture``,
+``capture_many``). Every engine request is a ``Rows`` value, run by ``Decoder.run``; the fast
+head's state is a ``pyintro.head.FastHead``.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
 
 from pyintro._native import _engine
-from pyintro.head import MATCH_TOL, mismatch
+from pyintro.head import FastHead
 from pyintro.progress import Progress
 
 log = logging.getLogger("pyintro.llama")
@@ -47,17 +52,55 @@ def first_injected(specs: Sequence[Spec], default: int) -> int:
     return min([default] + [int(np.flatnonzero(s.scale)[0]) for s in specs if s.scale.any()])
 
 
-class Decoder:
-    """pyintro's engine plus the prefix cached in sequence 0. Callers hold ``lock``."""
+@dataclass
+class Rows:
+    """One engine request: per row a token, position, sequence and output flag (1: the row's
+    logits, or its last-layer capture, are wanted), and the injections as (layer, vector
+    [n_embd], scale per row)."""
 
-    def __init__(self, engine: "_engine.Engine", post_ops: Optional[dict] = None):
+    tokens: np.ndarray  # int32 [n_rows]
+    pos: np.ndarray  # int32 [n_rows]
+    seq: np.ndarray  # int32 [n_rows]
+    output: np.ndarray  # uint8 [n_rows]
+    inject: list = field(default_factory=list)
+
+    @classmethod
+    def sequence(cls, tokens: Sequence[int], start: int, seq: int = 0, output: int = 0, inject=()) -> "Rows":
+        """``tokens`` at positions start.. of sequence ``seq``, every row's output flag ``output``."""
+        n = len(tokens)
+        return cls(np.asarray(tokens, np.int32), np.arange(start, start + n, dtype=np.int32),
+                   np.full(n, seq, np.int32), np.full(n, output, np.uint8), list(inject))
+
+    @classmethod
+    def joined(cls, parts: Sequence[tuple[Sequence[int], int, int]]) -> "Rows":
+        """Sequences back to back, each (tokens, start position, sequence id); no outputs."""
+        n = sum(len(t) for t, _, _ in parts)
+        return cls(np.concatenate([np.asarray(t, np.int32) for t, _, _ in parts]),
+                   np.concatenate([np.arange(p, p + len(t), dtype=np.int32) for t, p, _ in parts]),
+                   np.concatenate([np.full(len(t), s, np.int32) for t, _, s in parts]), np.zeros(n, np.uint8))
+
+
+class Decoder:
+    """pyintro's engine plus the prefix cached in sequence 0. Callers hold ``lock``.
+
+    ``max_per_call`` caps the points of one engine call (None: as many as the context holds)."""
+
+    def __init__(self, engine: "_engine.Engine", post_ops: Optional[dict] = None,
+                 max_per_call: Optional[int] = None):
         self.engine = engine
         self.lock = threading.RLock()
         self.prefix: list[int] = []  # clean tokens held in sequence 0
-        self.post_ops = post_ops  # the fast head's scale and softcap; None: always the full path
-        self.heads: dict[bytes, bool] = {}  # gather ids -> whether the fast head matched the full path
-        self.head_reason = ""  # why the fast head is not used, once known
-        self._head_key: Optional[bytes] = None  # the ids the engine's head holds now
+        self.head = FastHead(engine, post_ops)
+        self.max_per_call = max_per_call
+
+    def run(self, rows: Rows, gather: Optional[np.ndarray] = None, layers: Optional[np.ndarray] = None,
+            capture_rows: Optional[np.ndarray] = None, logits: bool = True, stats: bool = False,
+            fast_head: bool = False) -> tuple:
+        """``engine.decode`` of ``rows``, gathering ``gather`` and capturing ``layers`` at
+        ``capture_rows``: (logits, capture), and with ``stats`` the statistics third."""
+        return self.engine.decode(rows.tokens, rows.pos, rows.seq, rows.output, rows.inject,
+                                  _NONE if layers is None else layers, _NONE if capture_rows is None else capture_rows,
+                                  gather, logits=logits, stats=stats, fast_head=fast_head)
 
     def reset(self) -> None:
         with self.lock:
@@ -74,11 +117,8 @@ class Decoder:
         self.engine.seq_rm(-1, common, -1)
         self.prefix = self.prefix[:common]
         if len(prefix) > common:
-            rest = np.asarray(prefix[common:], np.int32)
-            k = len(rest)
             try:
-                self.engine.decode(rest, np.arange(common, common + k, dtype=np.int32), np.zeros(k, np.int32),
-                                   np.zeros(k, np.uint8), [], _NONE, _NONE, None, logits=False)
+                self.run(Rows.sequence(prefix[common:], common), logits=False)
             except BaseException:
                 self.engine.seq_rm(-1, common, -1)
                 raise
@@ -89,6 +129,8 @@ class Decoder:
         self.engine.seq_rm(-1, pos, -1)
         drain_log()
 
+    # -- points -------------------------------------------------------------------------------
+
     def points_per_call(self, first: int, s_len: int) -> int:
         """Points one engine call holds: their suffix rows and the padding rows must fit the KV
         cells beside the prefix. When several points fill one llama.cpp call, a whole number of
@@ -98,7 +140,7 @@ class Decoder:
         if free < s_len:
             raise ValueError(f"the prompt ({first + s_len} tokens) leaves no room for its points in a context of "
                              f"{n_ctx} cells; load the model with a larger n_ctx")
-        n = max(1, min(self.engine.n_seq_max, free // s_len))
+        n = max(1, min(self.engine.n_seq_max, free // s_len, self.max_per_call or self.engine.n_seq_max))
         per_decode = n_batch // s_len
         return n if per_decode < 2 or n < per_decode else n // per_decode * per_decode
 
@@ -136,61 +178,19 @@ class Decoder:
         n_pts, s_len = len(point_specs), len(suffix)
         for j in range(1, n_pts):
             self.engine.seq_cp(0, j, -1, -1)
-        tokens = np.tile(suffix, n_pts)
-        pos = np.tile(np.arange(start, start + s_len, dtype=np.int32), n_pts)
-        seq = np.repeat(np.arange(n_pts, dtype=np.int32), s_len)
-        out = np.zeros(n_pts * s_len, np.uint8)
-        out[(np.arange(n_pts)[:, None] * s_len + rel_rows[None, :]).ravel()] = 1
-        inject = _merge_specs([[(s, s.scale[start:]) for s in specs] for specs in point_specs], s_len)
-        args = (tokens, pos, seq, out, inject, _NONE, _NONE, gather)
-        if gather is not None and not stats and self.post_ops is not None:
-            fast = self._fast_head(args, start)
+        rows = Rows.joined([(suffix, start, j) for j in range(n_pts)])
+        rows.output[(np.arange(n_pts)[:, None] * s_len + rel_rows[None, :]).ravel()] = 1
+        rows.inject = _merge_specs([[(s, s.scale[start:]) for s in specs] for specs in point_specs], s_len)
+        if self.head.wanted(gather, stats):
+            # undo: the same rows again; sequence j > 0 keeps its copy of the prefix
+            fast = self.head.logits(gather, lambda fast_head: self.run(rows, gather, fast_head=fast_head)[0],
+                                    lambda: self.engine.seq_rm(-1, start, -1))
             if fast is not None:
                 return fast, None
-        res = self.engine.decode(*args, stats=stats)
+        res = self.run(rows, gather, stats=stats)
         return res[0], (res[2] if stats else None)
 
-    def _fast_head(self, args: tuple, start: int) -> Optional[np.ndarray]:
-        """Gathered logits through the engine's fast head (no full unembedding), or None where
-        it is not used for these ids. The first time an id list is seen, the call is decoded
-        both ways and the head is kept only if it matches the full path (``head.MATCH_TOL``);
-        after that every call for those ids takes the same path, so a point's numbers do not
-        depend on which call it ran in."""
-        gather = args[-1]
-        key = gather.tobytes()
-        if key not in self.heads:
-            try:
-                self._set_head(gather, key)
-            except ValueError as e:  # no single-file output matrix, or a type without a CPU dot product
-                self.heads[key], self.head_reason = False, str(e)
-                return None
-            full = self.engine.decode(*args)[0]  # an error here (a bad strength) decides nothing
-            self.engine.seq_rm(-1, start, -1)  # the same rows again: sequence j > 0 keeps its prefix
-            try:
-                fast = self.engine.decode(*args, fast_head=True)[0]
-            except RuntimeError as e:  # no result_norm in this architecture's graph
-                self.engine.seq_rm(-1, start, -1)
-                self.engine.decode(*args)  # leave the cells as a plain call would
-                self.heads[key], self.head_reason = False, str(e)
-                return full
-            err = mismatch(fast, full)
-            log.debug("fast head for %d ids: relative difference %.3g", len(gather), err)
-            if err > MATCH_TOL:
-                self.heads[key] = False
-                self.head_reason = f"the fast head differs from the full path by {err:.2g} (relative)"
-                return full
-            self.heads[key] = True
-            return fast
-        if not self.heads[key]:
-            return None
-        if self._head_key != key:
-            self._set_head(gather, key)
-        return self.engine.decode(*args, fast_head=True)[0]
-
-    def _set_head(self, gather: np.ndarray, key: bytes) -> None:
-        self._head_key = None
-        self.engine.set_head(gather, **self.post_ops)
-        self._head_key = key
+    # -- prompt trees -------------------------------------------------------------------------
 
     def tree(self, branches: list[tuple[list[int], list[Spec]]], first: int, conts: list[list[int]]) -> np.ndarray:
         """A prompt tree: every continuation's token log-probabilities after each branch (a
@@ -239,43 +239,37 @@ class Decoder:
         suffixes = [np.asarray(ids[first:], np.int32) for ids, _ in chunk]
         for seq in point_seq:
             self.engine.seq_cp(0, seq, -1, -1)
-        tokens = np.concatenate(suffixes)
-        pos = np.concatenate([np.arange(first, first + len(sfx), dtype=np.int32) for sfx in suffixes])
-        seqs = np.concatenate([np.full(len(sfx), seq, np.int32) for sfx, seq in zip(suffixes, point_seq)])
-        outputs = np.zeros(len(tokens), np.uint8)
-        outputs[np.cumsum([len(sfx) for sfx in suffixes]) - 1] = 1
-        inject = _merge_specs([[(s, s.scale[first:]) for s in specs] for _, specs in chunk],
-                              [len(sfx) for sfx in suffixes])
-        logits, _, stats = self.engine.decode(tokens, pos, seqs, outputs, inject, _NONE, _NONE, gather, stats=True)
+        rows = Rows.joined([(sfx, first, seq) for sfx, seq in zip(suffixes, point_seq)])
+        rows.output[np.cumsum([len(sfx) for sfx in suffixes]) - 1] = 1
+        rows.inject = _merge_specs([[(s, s.scale[first:]) for s in specs] for _, specs in chunk],
+                                   [len(sfx) for sfx in suffixes])
+        logits, _, stats = self.run(rows, gather, stats=True)
         for j in range(len(chunk)):  # each continuation's first token, after the branch's last row
             for c, cont in enumerate(conts):
                 out[j, c, 0] = logits[j, col[cont[0]]] - stats[j, 1]
-        rows = [(j, c, i) for j in range(len(chunk)) for c, cont in enumerate(conts) for i in range(len(cont) - 1)]
-        if not rows:
+        todo = [(j, c, i) for j in range(len(chunk)) for c, cont in enumerate(conts) for i in range(len(cont) - 1)]
+        if not todo:
             return
         for seq in point_seq:
             for c in range(n_c):
                 self.engine.seq_cp(seq, seq + 1 + c, -1, -1)
-        tokens = np.asarray([conts[c][i] for j, c, i in rows], np.int32)
-        pos = np.asarray([first + len(suffixes[j]) + i for j, _, i in rows], np.int32)
-        seqs = np.asarray([point_seq[j] + 1 + c for j, c, _ in rows], np.int32)
-        per_row = [[(s, np.full(1, s.strength if s.continues else 0.0, np.float32)) for s in chunk[j][1]]
-                   for j, _, _ in rows]
-        inject = _merge_specs(per_row, [1] * len(rows))
-        logits, _, stats = self.engine.decode(tokens, pos, seqs, np.ones(len(rows), np.uint8), inject, _NONE, _NONE,
-                                              gather, stats=True)
-        for k, (j, c, i) in enumerate(rows):  # token i + 1 of continuation c, after its token i
+        rows = Rows(np.asarray([conts[c][i] for _, c, i in todo], np.int32),
+                    np.asarray([first + len(suffixes[j]) + i for j, _, i in todo], np.int32),
+                    np.asarray([point_seq[j] + 1 + c for j, c, _ in todo], np.int32), np.ones(len(todo), np.uint8),
+                    _merge_specs([_continuing(chunk[j][1]) for j, _, _ in todo], 1))
+        logits, _, stats = self.run(rows, gather, stats=True)
+        for k, (j, c, i) in enumerate(todo):  # token i + 1 of continuation c, after its token i
             out[j, c, i + 1] = logits[k, col[conts[c][i + 1]]] - stats[k, 1]
+
+    # -- generation and captures --------------------------------------------------------------
 
     def step(self, tokens: Sequence[int], pos: int, seqs: Sequence[int], row_specs: Sequence[list[Spec]]) -> np.ndarray:
         """One generation step: token i at position ``pos`` in sequence seqs[i], with
         row_specs[i]'s continuing injections. Full logits [len(tokens), n_vocab]."""
         m = len(tokens)
-        inj = _merge_specs([[(s, np.full(1, s.strength if s.continues else 0.0, np.float32)) for s in specs]
-                            for specs in row_specs], 1)
-        logits, _ = self.engine.decode(np.asarray(tokens, np.int32), np.full(m, pos, np.int32),
-                                       np.asarray(seqs, np.int32), np.ones(m, np.uint8), inj, _NONE, _NONE, None)
-        return logits
+        rows = Rows(np.asarray(tokens, np.int32), np.full(m, pos, np.int32), np.asarray(seqs, np.int32),
+                    np.ones(m, np.uint8), _merge_specs([_continuing(specs) for specs in row_specs], 1))
+        return self.run(rows)[0]
 
     def capture(self, ids: list[int], layers: list[int], specs: list[Spec]) -> np.ndarray:
         """The residual stream at ``layers`` for every token: [n_layers, n_tokens, n_embd]."""
@@ -283,12 +277,10 @@ class Decoder:
         with self.lock:
             self.ensure_prefix([])
             # llama.cpp keeps only output rows in the last layer; no logits are copied out.
-            out = np.full(n, 1 if self.engine.n_layer - 1 in layers else 0, np.uint8)
+            rows = Rows.sequence(ids, 0, output=1 if self.engine.n_layer - 1 in layers else 0,
+                                 inject=[(s.il, s.vec, s.scale) for s in specs])
             try:
-                _, cap = self.engine.decode(
-                    np.asarray(ids, np.int32), np.arange(n, dtype=np.int32), np.zeros(n, np.int32), out,
-                    [(s.il, s.vec, s.scale) for s in specs], np.asarray(layers, np.int32),
-                    np.arange(n, dtype=np.int32), None, logits=False)
+                _, cap = self.run(rows, None, np.asarray(layers, np.int32), np.arange(n, dtype=np.int32), logits=False)
             finally:
                 self.clear_from(0)
         return cap
@@ -304,16 +296,13 @@ class Decoder:
             self.ensure_prefix([])
             try:
                 for group in plan_batches([len(p) for p in prompts], self.engine.n_seq_max, n_rows):
-                    tokens = np.concatenate([np.asarray(prompts[g], np.int32) for g in group])
-                    pos = np.concatenate([np.arange(len(prompts[g]), dtype=np.int32) for g in group])
-                    seq = np.concatenate([np.full(len(prompts[g]), j, np.int32) for j, g in enumerate(group)])
+                    rows = Rows.joined([(prompts[g], 0, j) for j, g in enumerate(group)])
                     starts = np.cumsum([0] + [len(prompts[g]) for g in group[:-1]])
                     cap_rows = np.concatenate([s + np.asarray(rows_of[g], np.int64) for s, g in zip(starts, group)])
-                    out = np.zeros(len(tokens), np.uint8)
                     if last:
-                        out[cap_rows] = 1
-                    _, cap = self.engine.decode(tokens, pos, seq, out, [], np.asarray(layers, np.int32),
-                                                cap_rows.astype(np.int32), None, logits=False)
+                        rows.output[cap_rows] = 1
+                    _, cap = self.run(rows, None, np.asarray(layers, np.int32), cap_rows.astype(np.int32),
+                                      logits=False)
                     at = 0
                     for g in group:  # [n_layers, n_cap_rows, n_embd] -> each prompt's rows
                         result.append(cap[:, at:at + len(rows_of[g])])
@@ -323,6 +312,12 @@ class Decoder:
             finally:
                 self.clear_from(0)
         return result
+
+
+def _continuing(specs: list[Spec]) -> list[tuple[Spec, np.ndarray]]:
+    """One row's scales of ``specs`` on a token past the prompt: the strength where the
+    injection continues into generated tokens, else 0."""
+    return [(s, np.full(1, s.strength if s.continues else 0.0, np.float32)) for s in specs]
 
 
 def _merge_specs(per_point: list[list[tuple[Spec, np.ndarray]]], n_rows) -> list:

@@ -1,7 +1,8 @@
 """`Model`: a GGUF model loaded into pyintro's engine.
 
 A thin facade: it checks its arguments, then hands the decodes to a `Decoder`
-(pyintro.decode), which keeps the clean prompt prefix that later calls reuse.
+(pyintro.decode), which keeps the clean prompt prefix that later calls reuse. The knobs only
+benchmarks and tests turn are one `Settings` value (pyintro.engine).
 """
 
 from __future__ import annotations
@@ -15,36 +16,18 @@ import numpy as np
 
 from pyintro import prompts
 from pyintro._native import _engine
-from pyintro.decode import Decoder, Spec, drain_log, first_injected
+from pyintro import head
+from pyintro._inputs import check_ids, check_vocab_ids, common_length, is_ids, prompt_rows, resolve
+from pyintro.decode import Decoder, first_injected
+from pyintro.engine import Settings, open_engine
 from pyintro.files import check_gguf_file, file_type_name, resolve_model
 from pyintro.generate import generate, sampler
-from pyintro import head, padding
-from pyintro.injection import Injection, layer_list
+from pyintro.injection import Injection, Layers
 
 
-def _is_ids(x) -> bool:
-    """One prompt (token ids), rather than a list of prompts."""
-    return isinstance(x, np.ndarray) and x.ndim == 1 or (len(x) > 0 and isinstance(x[0], (int, np.integer)))
-
-
-def _common(a: list[int], b: list[int]) -> int:
-    """The length of the common beginning of two prompts."""
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def _default_threads() -> int:
-    env = os.environ.get("PYINTRO_THREADS")
-    if env:
-        return int(env)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+def _from_engine(name: str, doc: str) -> property:
+    """A read-only property forwarded to the engine's attribute ``name``."""
+    return property(lambda self: getattr(self._engine, name), doc=doc)
 
 
 class Model:
@@ -55,13 +38,16 @@ class Model:
     """
 
     def __init__(self, engine: "_engine.Engine", path: Path, n_gpu_layers: int = 0, chat_template: str = "auto",
-                 user_prefix: str | None = None, assistant_prefix: str | None = None, fast_head: bool = True):
+                 user_prefix: str | None = None, assistant_prefix: str | None = None, fast_head: bool = True,
+                 settings: Settings = Settings()):
         self._engine = engine
         self.path = path
         self.n_gpu_layers = n_gpu_layers
+        self.settings = settings
         self._sha256: str | None = None
         self._meta = dict(engine.metadata())
-        self._decoder = Decoder(engine, head.post_ops(engine.arch, self._meta) if fast_head else None)
+        self._decoder = Decoder(engine, head.post_ops(engine.arch, self._meta) if fast_head else None,
+                                settings.points_per_call)
         try:
             self.prompt_format = prompts.resolve(engine, chat_template, user_prefix, assistant_prefix, path.name)
         except BaseException:
@@ -78,12 +64,12 @@ class Model:
         n_threads: int | None = None,
         n_ctx: int = 4096,
         n_seq_max: int = 128,
-        eval_callback: bool = True,
         batch_invariant: bool = True,
         chat_template: str = "auto",
         user_prefix: str | None = None,
         assistant_prefix: str | None = None,
         fast_head: bool = True,
+        settings: Settings = Settings(),
     ) -> "Model":
         """Load a GGUF file: a path, an alias ("smollm2", "gemma3-270m"), "org/repo:file.gguf"
         from the local Hugging Face cache, or None for the default model (``files.resolve_model``).
@@ -92,7 +78,6 @@ class Model:
         n_ctx:        KV cells shared by all sequences: a call's prompt plus all its points' tokens
                       must fit.
         n_seq_max:    sequences decoded together (1..255); ``points`` runs this many points per call.
-        eval_callback: False builds a context without pyintro's hook (for benchmarks only).
         batch_invariant: True (the default): llama.cpp decodes at most 56 rows per call, padded to
                       a multiple of 2, 4 or 8 rows and outputs, as the file's weight types need
                       (``pyintro.padding``), with flash attention on. A point's logits
@@ -109,48 +94,12 @@ class Model:
                       just those logits from the final norm's rows, skipping llama.cpp's full
                       unembedding, once a first call has shown it equals the full path to float
                       rounding (``pyintro.head``). False: always the full path.
+        settings:     knobs for benchmarks and tests (``Settings``).
         """
         p = resolve_model(path)
         check_gguf_file(p)
-        if n_threads is None:
-            n_threads = _default_threads()
-        for name, value, low in (("n_threads", n_threads, 1), ("n_ctx", n_ctx, 64)):
-            if int(value) < low:
-                raise ValueError(f"{name} must be at least {low}, got {value}")
-        if not 1 <= int(n_seq_max) <= _engine.MAX_SEQ:
-            raise ValueError(f"n_seq_max must be between 1 and {_engine.MAX_SEQ}, got {n_seq_max}")
-        params = _engine.EngineParams()
-        params.path = str(p)
-        params.n_gpu_layers = int(n_gpu_layers)
-        params.n_threads = int(n_threads)
-        params.n_ctx = int(n_ctx)
-        params.n_seq_max = int(n_seq_max)
-        params.eval_callback = bool(eval_callback)
-        params.flash_attn = True
-        if batch_invariant:
-            params.row_quantum = padding.row_quantum(p, params.n_gpu_layers)
-        else:
-            params.n_batch, params.row_quantum = 512, 1
-        return cls.from_params(params, chat_template=chat_template, user_prefix=user_prefix,
-                               assistant_prefix=assistant_prefix, fast_head=fast_head)
-
-    @classmethod
-    def from_params(cls, params: "_engine.EngineParams", **options) -> "Model":
-        """A Model on engine parameters set by hand (benchmarks compare decode settings this way);
-        ``options``: Model.load's chat_template, user_prefix, assistant_prefix and fast_head."""
-        p = Path(params.path)
-        _engine.log_install()  # importing llama_cpp installs its own log callback; take it back
-        try:
-            engine = _engine.Engine(params)
-        finally:
-            drain_log()
-        if engine.recurrent:
-            arch = engine.arch
-            engine.close()
-            raise ValueError(f"architecture '{arch}' keeps recurrent state (Mamba/RWKV-style, or a hybrid), which "
-                             "pyintro's batch-invariant decodes do not support yet (llama.cpp splits such batches "
-                             f"by sequence, and the padding rows break that); use a transformer model: '{p}'")
-        return cls(engine, p, int(params.n_gpu_layers), **options)
+        engine = open_engine(p, n_gpu_layers, n_threads, n_ctx, n_seq_max, batch_invariant, settings)
+        return cls(engine, p, int(n_gpu_layers), chat_template, user_prefix, assistant_prefix, fast_head, settings)
 
     def reset(self) -> None:
         """Forget the cached prompt prefix (sequence 0's KV cells); the next call decodes its
@@ -176,52 +125,28 @@ class Model:
 
     # -- description ------------------------------------------------------------------------
 
-    @property
-    def arch(self) -> str:
-        return self._engine.arch
-
-    @property
-    def n_layer(self) -> int:
-        return self._engine.n_layer
-
-    @property
-    def n_embd(self) -> int:
-        return self._engine.n_embd
-
-    @property
-    def n_vocab(self) -> int:
-        return self._engine.n_vocab
-
-    @property
-    def n_ctx(self) -> int:
-        return self._engine.n_ctx
-
-    @property
-    def n_seq_max(self) -> int:
-        return self._engine.n_seq_max
-
-    @property
-    def n_batch(self) -> int:
-        """Rows per llama.cpp decode call, padding included."""
-        return self._engine.n_batch
+    arch = _from_engine("arch", "llama.cpp's name of the architecture (general.architecture)")
+    n_layer = _from_engine("n_layer", "Layers (blocks); layer L is the output of block L")
+    n_embd = _from_engine("n_embd", "Width of the residual stream")
+    n_vocab = _from_engine("n_vocab", "Vocabulary size")
+    n_ctx = _from_engine("n_ctx", "KV cells, shared by all sequences")
+    n_seq_max = _from_engine("n_seq_max", "Sequences a call may use (points per engine call at most)")
+    n_batch = _from_engine("n_batch", "Rows per llama.cpp decode call, padding included")
+    chat_template = _from_engine("chat_template", "The file's chat template ('' if none)")
 
     @property
     def batch_invariant(self) -> bool:
-        return self._engine.row_quantum > 1 and self._engine.flash_attn and self._engine.n_batch < 64
+        return self._engine.row_unit > 1 and self._engine.flash_attn and self._engine.n_batch < 64
 
     def numerics(self) -> dict:
         """What a point's value depends on besides its inputs: the decode settings, this build of
         llama.cpp and the CPU features it was compiled for (for provenance records)."""
         return {
             "batch_invariant": self.batch_invariant, "flash_attn": bool(self._engine.flash_attn),
-            "n_batch": self.n_batch, "row_quantum": int(self._engine.row_quantum),
+            "n_batch": self.n_batch, "row_unit": int(self._engine.row_unit),
             "n_seq_max": self.n_seq_max, "n_ctx": self.n_ctx, "n_gpu_layers": self.n_gpu_layers,
             "system_info": _engine.system_info().strip(),
         }
-
-    @property
-    def chat_template(self) -> str:
-        return self._engine.chat_template
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -293,11 +218,10 @@ class Model:
 
     # -- decoding ---------------------------------------------------------------------------
 
-    def logits(self, ids: Sequence[int], inject: Iterable[Injection] = (), rows=None,
-               reuse_prefix: bool = True) -> np.ndarray:
+    def logits(self, ids: Sequence[int], inject: Iterable[Injection] = (), rows=None) -> np.ndarray:
         """Logits ``[n_rows, n_vocab]`` for ``rows`` of the prompt (default: the last row;
-        ``"all"`` for every row). ``reuse_prefix=False`` decodes the whole prompt afresh."""
-        ids = self._check_ids(ids)
+        ``"all"`` for every row)."""
+        ids = check_ids(self, ids)
         n = len(ids)
         if rows is None:
             rows = [n - 1]
@@ -309,7 +233,7 @@ class Model:
             rows = sorted({int(r) + n if int(r) < 0 else int(r) for r in rows})
             if not rows or rows[0] < 0 or rows[-1] >= n:
                 raise ValueError(f"rows must be indices into the prompt (0..{n - 1})")
-        return self.points(ids, [list(inject)], rows=rows, reuse_prefix=reuse_prefix)[0]
+        return self.points(ids, [list(inject)], rows=rows)[0]
 
     def points(
         self,
@@ -317,7 +241,6 @@ class Model:
         points: Sequence[Sequence[Injection]],
         vocab_ids: Sequence[int] | None = None,
         rows: Sequence[int] | None = None,
-        reuse_prefix: bool = True,
         stats: bool = False,
     ):
         """Run one prompt under many injections at once: ``[n_points, n_rows, n_cols]``.
@@ -325,22 +248,21 @@ class Model:
         The prompt up to the first injected token (or the first requested row) is decoded
         once and shared; the rest is decoded for every point, up to ``n_seq_max`` points per
         engine call. ``vocab_ids`` gathers only those logits (in C++); ``rows`` defaults to the
-        last. Returns ``[n_points, n_cols]`` when ``rows`` is None. ``reuse_prefix=False`` shares
-        nothing: every point decodes the whole prompt (the naive way, for comparisons).
-        ``stats=True`` returns ``(logits, stats)``, stats ``[n_points, (n_rows,) 3]`` float64:
-        each row's full-vocabulary max, log-sum-exp and argmax, computed in C++ (with
-        ``vocab_ids``, no row of n_vocab floats is copied out).
+        last. Returns ``[n_points, n_cols]`` when ``rows`` is None. ``stats=True`` returns
+        ``(logits, stats)``, stats ``[n_points, (n_rows,) 3]`` float64: each row's
+        full-vocabulary max, log-sum-exp and argmax, computed in C++ (with ``vocab_ids``, no row
+        of n_vocab floats is copied out).
         """
-        ids = self._check_ids(ids)
+        ids = check_ids(self, ids)
         n = len(ids)
         out_rows = [n - 1] if rows is None else list(rows)
-        specs = [self._resolve(point, n) for point in points]
+        specs = [resolve(self, point, n) for point in points]
         if not out_rows:
             raise ValueError("rows is empty: pass the prompt indices whose logits you want (or None for the last)")
         if sorted(set(out_rows)) != out_rows or out_rows[0] < 0 or out_rows[-1] >= n:
             raise ValueError(f"rows must be increasing indices into the prompt (0..{n - 1})")
-        first = first_injected([s for sp in specs for s in sp], out_rows[0]) if reuse_prefix else 0
-        gather = None if vocab_ids is None else self._check_vocab_ids(vocab_ids)
+        first = first_injected([s for sp in specs for s in sp], out_rows[0]) if self.settings.reuse_prefix else 0
+        gather = None if vocab_ids is None else check_vocab_ids(vocab_ids, self.n_vocab)
         n_cols = self.n_vocab if gather is None else len(gather)
         logits, st = self._decoder.points(ids, specs, first, out_rows, gather, n_cols, stats)
         if rows is None:
@@ -360,27 +282,22 @@ class Model:
         each prompt + continuation from scratch, bit for bit (batch invariance). Sum over the
         last axis (``np.nansum``) for a continuation's log-likelihood.
         """
-        prompts = [ids] * len(points) if _is_ids(ids) else list(ids)
+        prompts = [ids] * len(points) if is_ids(ids) else list(ids)
         if len(prompts) != len(points):
             raise ValueError(f"{len(prompts)} prompts for {len(points)} points: give one prompt, or one per point")
         if not prompts:
             raise ValueError("no points given")
-        prompts = [self._check_ids(p) for p in prompts]
-        conts = [self._check_ids(c) for c in continuations]
+        prompts = [check_ids(self, p) for p in prompts]
+        conts = [check_ids(self, c) for c in continuations]
         if not conts:
             raise ValueError("no continuations given: pass token-id lists to score")
         longest = max(len(p) for p in prompts) + max(len(c) for c in conts)
         if longest > self.n_ctx:
             raise ValueError(f"a prompt and its longest continuation ({longest} tokens) exceed the context "
                              f"({self.n_ctx}); load the model with a larger n_ctx")
-        branches = [(p, self._resolve(point, len(p))) for p, point in zip(prompts, points)]
-        first = min(min(first_injected(specs, len(p) - 1), _common(p, prompts[0])) for p, specs in branches)
+        branches = [(p, resolve(self, point, len(p))) for p, point in zip(prompts, points)]
+        first = min(min(first_injected(specs, len(p) - 1), common_length(p, prompts[0])) for p, specs in branches)
         return self._decoder.tree(branches, first, conts)
-
-    def points_per_call(self, first: int, n_suffix: int) -> int:
-        """How many points ``points`` decodes per engine call when the prompt before row ``first``
-        is shared and each point decodes ``n_suffix`` rows."""
-        return self._decoder.points_per_call(first, n_suffix)
 
     def capture(
         self,
@@ -391,8 +308,8 @@ class Model:
         """Residual stream after each block in ``layers`` (default all), for every token:
         float32 ``[n_layers, n_tokens, n_embd]``. With ``inject``, captures see the injected
         values at and after the injected layer."""
-        ids = self._check_ids(ids)
-        return self._decoder.capture(ids, layer_list(layers, self.n_layer), self._resolve(list(inject), len(ids)))
+        ids = check_ids(self, ids)
+        return self._decoder.capture(ids, list(Layers.of(layers, self.n_layer)), resolve(self, list(inject), len(ids)))
 
     def capture_many(
         self,
@@ -404,7 +321,7 @@ class Model:
         """The residual stream at one token of each prompt, batched across prompts:
         float32 ``[n_prompts, n_layers, n_embd]``. ``position`` indexes each prompt (-1: last);
         ``progress`` as in ``pyintro.progress``."""
-        prompts = [self._check_ids(p) for p in prompts]
+        prompts = [check_ids(self, p) for p in prompts]
         caps = self.capture_rows(prompts, [[position] for _ in prompts], layers, progress)
         out = np.empty((len(prompts), len(caps[0]) if caps else 0, self.n_embd), np.float32)
         for i, cap in enumerate(caps):
@@ -416,17 +333,12 @@ class Model:
         """The residual stream at chosen tokens of each prompt (``rows[i]``: indices into
         prompt i, negative from the end), the prompts batched together: one float32
         ``[n_layers, len(rows[i]), n_embd]`` per prompt, bit-identical to ``capture`` alone."""
-        il = layer_list(layers, self.n_layer)
-        prompts = [self._check_ids(p) for p in prompts]
+        il = list(Layers.of(layers, self.n_layer))
+        prompts = [check_ids(self, p) for p in prompts]
         if len(rows) != len(prompts):
             raise ValueError(f"{len(rows)} row lists for {len(prompts)} prompts: give one per prompt")
-        rows_of = []
-        for p, r in zip(prompts, rows):
-            ks = sorted({int(k) + len(p) if int(k) < 0 else int(k) for k in r})
-            if not ks or ks[0] < 0 or ks[-1] >= len(p):
-                raise ValueError(f"rows {list(r)} fall outside a prompt of {len(p)} tokens")
-            rows_of.append(ks)
-        return self._decoder.capture_many(prompts, il, rows_of, progress)
+        return self._decoder.capture_many(prompts, il, [prompt_rows(r, len(p)) for p, r in zip(prompts, rows)],
+                                          progress)
 
     def generate(
         self,
@@ -455,7 +367,7 @@ class Model:
         """One continuation of ``ids`` per point, each with its own injections (vector, layer,
         strength) and its own seed (``seeds[j]``: anything ``np.random.default_rng`` takes; None:
         fresh entropy), decoded together. A continuation depends only on its point and seed."""
-        ids = self._check_ids(ids)
+        ids = check_ids(self, ids)
         if not 1 <= len(points) <= self.n_seq_max:
             raise ValueError(f"give between 1 and n_seq_max ({self.n_seq_max}) points, got {len(points)}")
         seeds = [None] * len(points) if seeds is None else list(seeds)
@@ -466,7 +378,7 @@ class Model:
         if len(ids) + max_tokens > self.n_ctx:
             raise ValueError(f"prompt plus max_tokens exceeds the context ({self.n_ctx}); load with a larger n_ctx")
         samplers = [sampler(temperature, top_k, top_p, np.random.default_rng(s)) for s in seeds]
-        specs = [self._resolve(list(p), len(ids)) for p in points]
+        specs = [resolve(self, list(p), len(ids)) for p in points]
         return generate(self._decoder, ids, specs, max_tokens, samplers, self.is_eog)
 
     def belief(self, ids: Sequence[int], inject: Iterable[Injection] = (), **kw):
@@ -475,38 +387,9 @@ class Model:
 
         return belief(self, ids, inject, **kw)
 
-    # -- checks -----------------------------------------------------------------------------
 
-    def _check_ids(self, ids: Sequence[int]) -> list[int]:
-        if isinstance(ids, str):
-            raise ValueError("expected token ids; use model.tokenize(text) or model.chat(text)")
-        ids = [int(i) for i in ids]
-        if not ids:
-            raise ValueError("the prompt is empty")
-        if len(ids) > self.n_ctx:
-            raise ValueError(f"the prompt has {len(ids)} tokens, more than the context ({self.n_ctx}); "
-                             "load the model with a larger n_ctx")
-        bad = [i for i in ids if not 0 <= i < self.n_vocab]
-        if bad:
-            raise ValueError(f"token id {bad[0]} is outside the vocabulary (0..{self.n_vocab - 1})")
-        return ids
-
-    def _check_vocab_ids(self, vocab_ids) -> np.ndarray:
-        try:
-            arr = np.asarray(vocab_ids)
-        except (TypeError, ValueError):
-            arr = np.zeros(0, dtype=object)
-        if arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iu":
-            raise ValueError("vocab_ids must be a non-empty list of token ids (or None for the whole vocabulary)")
-        if arr.min() < 0 or arr.max() >= self.n_vocab:
-            raise ValueError(f"vocab_ids must lie in 0..{self.n_vocab - 1}")
-        return arr.astype(np.int32)
-
-    def _resolve(self, inject: Sequence[Injection], n_tokens: int) -> list[Spec]:
-        specs = []
-        for inj in inject:
-            if not isinstance(inj, Injection):
-                raise ValueError(f"expected pyintro.Injection, got {type(inj).__name__}")
-            specs.append(Spec(inj.resolve_layer(self.n_layer), inj.direction(self.n_layer, self.n_embd),
-                              inj.scales(n_tokens), inj.continues, float(inj.strength)))
-        return specs
+def points_per_call(model: Model, first: int, n_suffix: int) -> int:
+    """How many points ``model.points`` decodes per engine call when the prompt before row
+    ``first`` is shared and each point decodes ``n_suffix`` rows (for callers that write results
+    one engine call at a time)."""
+    return model._decoder.points_per_call(first, n_suffix)

@@ -38,7 +38,7 @@ def _table() -> dict[str, int]:
     return _X86 if machine in ("x86_64", "amd64", "i386", "i686") else _OTHER
 
 
-def row_quantum(path: str | Path, n_gpu_layers: int = 0) -> int:
+def row_unit(path: str | Path, n_gpu_layers: int = 0) -> int:
     """The padding unit for a model file's batch-invariant decodes on this machine's CPU."""
     if n_gpu_layers != 0:
         return DEFAULT
