@@ -2,7 +2,7 @@
 with 2 threads, each from an empty concept cache (so the extraction of its vectors is included),
 beside the ``--plan`` estimate made on the same machine just before.
 
-    python bench/quick_times.py [--threads 2] [--model smollm2] [--readme docs/performance.md]
+    python bench/quick_times.py [--threads 2] [--model smollm2] [--readme docs/performance.md] [--keep DIR]
 
 Each command runs in its own process, one after the other; the table goes to
 bench/results/quick_times.json (and with --readme into that file's ``bench:quick_times`` block).
@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="a model path or alias (default: the default model)")
     ap.add_argument("--only", default=",".join(EXPERIMENTS), help="comma list of experiments")
     ap.add_argument("--readme", type=Path, help="update this file's bench:quick_times section")
+    ap.add_argument("--keep", type=Path, help="keep each run's folder here (KEEP/NAME), e.g. for tools/readme_results.py")
     args = ap.parse_args()
     m = machine()
     other = OtherLoad()
@@ -50,7 +51,9 @@ def main() -> None:
             if plan.returncode:
                 raise SystemExit(f"{name} --plan failed: {plan.stderr.strip()}")
             estimate = json.loads(plan.stdout)
-            out = Path(tmp) / name
+            out = (args.keep or Path(tmp)) / name
+            if args.keep:
+                args.keep.mkdir(parents=True, exist_ok=True)
             start = time.perf_counter()
             done = pyintro([name, "--quick", "--out", str(out)], env)
             wall = time.perf_counter() - start
