@@ -1,7 +1,7 @@
 """Write the README's result sentences from experiments' summary.json files, so that the README
 claims what the verdicts say and nothing stronger.
 
-    python tools/readme_results.py --readme README.md RUN_DIR... [--label smollm2=... --label gemma=...]
+    python tools/readme_results.py --readme README.md [--readme docs/experiments.md] RUN_DIR...
 
 Each folder is an experiment's output folder (``pyintro run|detect|thoughts|prefill|control
 --quick --out DIR``); its summary's ``verdict`` (with the model file, the grid and the machine's
@@ -32,22 +32,29 @@ def sentence(summary: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folders", nargs="+", type=Path)
-    ap.add_argument("--readme", type=Path, required=True)
+    ap.add_argument("--readme", type=Path, action="append", required=True,
+                    help="a Markdown file with <!-- results:EXPERIMENT --> blocks (repeat for several)")
     args = ap.parse_args()
     blocks: dict[str, list[str]] = defaultdict(list)
     for folder in args.folders:
         summary = json.loads((folder / "summary.json").read_text())
         meta = json.loads((folder / "results.csv.json").read_text())
         blocks[meta["experiment"]].append(sentence(summary))
-    text = args.readme.read_text()
-    for name, lines in blocks.items():
-        start, end = f"<!-- results:{name} -->", f"<!-- /results:{name} -->"
-        if start not in text:
-            raise SystemExit(f"{args.readme} has no {start} block")
-        text = re.sub(re.escape(start) + r".*?" + re.escape(end), start + "\n" + "\n".join(lines) + "\n" + end, text,
-                      flags=re.S)
-    args.readme.write_text(text)
-    print(f"wrote {', '.join(blocks)} into {args.readme}")
+    missing = set(blocks)
+    for readme in args.readme:
+        text = readme.read_text()
+        for name, lines in blocks.items():
+            start, end = f"<!-- results:{name} -->", f"<!-- /results:{name} -->"
+            if start not in text:
+                continue
+            missing.discard(name)
+            text = re.sub(re.escape(start) + r".*?" + re.escape(end),
+                          lambda _: start + "\n" + "\n".join(lines) + "\n" + end, text, flags=re.S)
+        readme.write_text(text)
+        print(f"wrote {', '.join(n for n in blocks if f'<!-- results:{n} -->' in text)} into {readme}")
+    if missing:
+        raise SystemExit(f"no <!-- results:NAME --> block for {', '.join(sorted(missing))} in "
+                         f"{', '.join(map(str, args.readme))}")
 
 
 if __name__ == "__main__":

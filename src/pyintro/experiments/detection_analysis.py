@@ -147,8 +147,8 @@ def verdict(head: dict) -> str:
         return "no injected cells to judge"
     beats, words = against_null(b, null, "intro")
     tpr, tpr_null = (c["tpr"] if c else float("nan") for c in (head["best_tpr_cell"], head["null_best_tpr_cell"]))
-    out = (f"{'the best' if beats else 'no'} concept cell's introspection-specific shift exceeds the random-vector "
-           f"null's maximum ({words}); at the {t['fpr']:.0%}-false-positive threshold (b > {t['b']:+.2f}) the best "
+    out = (f"{'the best' if beats else 'no'} concept cell's introspection-specific shift lies, with its whole 95% "
+           f"interval, above the random-vector null's maximum ({words}); at the {t['fpr']:.0%}-false-positive threshold (b > {t['b']:+.2f}) the best "
            f"true-positive rate is {tpr:.0%}, against {tpr_null:.0%} for random vectors")
     i, n = head["best_identification_cell"], head["null_best_identification_cell"]
     if i is not None:

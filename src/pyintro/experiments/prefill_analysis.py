@@ -99,8 +99,8 @@ def verdict(head: dict) -> str:
     if b is None:
         return "no injected cell changed the model's answers"
     beats, words = against_null(b, n, "reduction")
-    return (f"{'the prefilled' if beats else 'no'} word's own vector reduces apologies beyond a random word's vector "
-            f"(the reduction in P(apology): {words}, the null being random words' vectors)")
+    return (f"{'the prefilled' if beats else 'no'} word's own vector reduces apologies, with its whole 95% interval, "
+            f"beyond a random word's vector (the reduction in P(apology): {words}, the null being random words' vectors)")
 
 
 def report(head: dict) -> list[str]:

@@ -130,10 +130,12 @@ def execute(exp: Experiment, model, work: Work, out=None, resume: bool = False, 
                        progress, desc=stage.desc, unit=stage.unit)
     # The work's own order (a resumed file holds its rows in the order they were first computed;
     # rows the file held beyond this work come last).
+    # Every row's keys in the schema's column order, whether read back or computed now.
     done = dict(table.done)
     ordered = [done.pop(k) for stage in work.stages for c in stage.chunks(table.done) for k in stage.keys(c)
                if k in done]
-    return ordered + list(done.values())
+    columns = exp.schema.columns
+    return [{**{c: r[c] for c in columns if c in r}, **r} for r in ordered + list(done.values())]
 
 
 def run(exp: Experiment, model, out_dir, resume: bool = False, shard=None, progress=None, plan=None,

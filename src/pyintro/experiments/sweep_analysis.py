@@ -172,8 +172,8 @@ def verdict(sh: dict, label: str) -> str:
     if null is None:
         claim = f"no random-vector null was run; {words}"
     else:
-        claim = f"{'the best' if beats else 'no'} cell's introspection-specific shift exceeds the random-vector " \
-                f"null's maximum ({words})"
+        claim = f"{'the best' if beats else 'no'} cell's introspection-specific shift lies, with its whole 95% " \
+                f"interval, above the random-vector null's maximum ({words})"
     return (f"{label}: {claim}; the correlation of the introspection answer's shifts with the controls' is "
             f"{sh['r_shifts']:.2f} ({sh['r_levels']:.2f} on levels)")
 

@@ -73,8 +73,8 @@ def verdict(head: dict) -> str:
         return "no injected cells to judge"
     beats, words = against_null(t, n, "think", ".0%")
     _, joint = against_null(head["best_cell"], head["null_best_cell"], "joint", ".0%")
-    return (f"{'the best' if beats else 'no'} cell names the injected word more often than the random-vector "
-            f"null's best cell (named: {words}; uninjected {u['think'] if u else float('nan'):.0%}, chance 10%; "
+    return (f"{'the best' if beats else 'no'} cell names the injected word, with its whole 95% interval, more "
+            f"often than the random-vector null's best cell (named: {words}; uninjected {u['think'] if u else float('nan'):.0%}, chance 10%; "
             f"named and repeated at once: {joint})")
 
 
