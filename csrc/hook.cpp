@@ -143,7 +143,11 @@ void Hook::keep_norm(ggml_tensor * t) {
 // after the injection (a norm would then turn it into Inf/NaN or zeros).
 void Hook::apply(ggml_tensor * t, int32_t il) {
     const std::string name = debug_->layer_prefix + std::to_string(il);
-    const int32_t n_rows_t = (int32_t) t->ne[1];
+    // Recurrent graphs may keep the layer output as [n_embd, tokens per sequence, sequences];
+    // with rows back to back that is one row per token, as a 2-D tensor.
+    const bool rows_3d = t->ne[2] > 1 && t->ne[3] == 1 && t->nb[2] == t->nb[1] * t->ne[1] &&
+                         (t->ne[1] * t->ne[2] == chunk_.n_rows || t->ne[1] * t->ne[2] == (int64_t) chunk_.out_rows.size());
+    const int32_t n_rows_t = (int32_t) (rows_3d ? t->ne[1] * t->ne[2] : t->ne[1]);
     bool out_only;
     if (n_rows_t == chunk_.n_rows) {
         out_only = false;
@@ -153,7 +157,7 @@ void Hook::apply(ggml_tensor * t, int32_t il) {
         error_ = name + " has " + std::to_string(n_rows_t) + " rows, expected " + std::to_string(chunk_.n_rows);
         return;
     }
-    if (t->ne[2] != 1 || t->ne[3] != 1) {
+    if ((t->ne[2] != 1 && !rows_3d) || t->ne[3] != 1) {
         // gemma3n keeps several residual streams per token ([n_embd, n_tokens, 4]).
         error_ = name + " has shape [" + std::to_string(t->ne[0]) + ", " + std::to_string(t->ne[1]) + ", " +
                  std::to_string(t->ne[2]) + ", " + std::to_string(t->ne[3]) +

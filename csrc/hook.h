@@ -22,8 +22,10 @@ struct EngineDebug {
     bool force_transfer = false;
     // ggml_backend_tensor_get/set calls made (a counter; Python may reset it).
     int64_t transfers = 0;
-    // Name prefix of the per-layer output tensors (<prefix><il>) the hook acts on. A prefix no
-    // tensor has makes every injection and capture fail loudly.
+    // Name prefix of the per-layer output tensors (<prefix><il>) the hook acts on: "l_out-",
+    // which the Engine replaces with the architecture's name for its block outputs where that
+    // differs (engine.cpp, layer_output_name). A prefix no tensor has makes every injection and
+    // capture fail loudly.
     std::string layer_prefix = "l_out-";
 };
 

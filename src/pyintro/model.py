@@ -63,7 +63,7 @@ class Model:
         n_gpu_layers: int = 0,
         n_threads: int | None = None,
         n_ctx: int = 4096,
-        n_seq_max: int = 128,
+        n_seq_max: int | None = None,
         batch_invariant: bool = True,
         chat_template: str = "auto",
         user_prefix: str | None = None,
@@ -78,6 +78,8 @@ class Model:
         n_ctx:        KV cells shared by all sequences: a call's prompt plus all its points' tokens
                       must fit.
         n_seq_max:    sequences decoded together (1..255); ``points`` runs this many points per call.
+                      None: 128, or for a recurrent or hybrid model (Mamba, RWKV, LFM2, Qwen3.5)
+                      as many as 1 GiB of recurrent state holds (``pyintro.recurrent``).
         batch_invariant: True (the default): llama.cpp decodes at most 56 rows per call, padded to
                       a multiple of 2, 4 or 8 rows and outputs, as the file's weight types need
                       (``pyintro.padding``), with flash attention on. A point's logits
