@@ -5,9 +5,9 @@ it added beyond that prefix before it returns. The Decoder checks nothing a Mode
 checked (token ids, rows, injections): it is Model's and generate's, not a public API.
 
 Its jobs, one method each: the cached prefix (``ensure_prefix``), points over it (``points``),
-prompt trees (``tree``), generation steps (``step``) and captures (``capture``,
-``capture_many``). Every engine request is a ``Rows`` value, run by ``Decoder.run``; the fast
-head's state is a ``pyintro.head.FastHead``.
+generation steps (``step``) and captures (``capture``, ``capture_many``); prompt trees are
+``pyintro.tree``'s, generation ``pyintro.generate``'s. Every engine request is a ``Rows`` value,
+run by ``Decoder.run``; the fast head's state is a ``pyintro.head.FastHead``.
 
 **Recurrent and hybrid models** (``Decoder.recurrent``: Mamba, RWKV, LFM2, Qwen3.5, ...) keep a
 state per sequence that cannot be rolled back like KV cells. For them the engine decodes one
@@ -155,7 +155,7 @@ class Decoder:
 
     def reset(self) -> None:
         with self.lock:
-            self._release(0)
+            self.release(0)
             self.prefix = []
 
     def ensure_prefix(self, prefix: list[int]) -> None:
@@ -167,24 +167,24 @@ class Decoder:
             common += 1
         if self.recurrent and common < len(self.prefix):
             common = 0  # a recurrent state cannot go back: decode from the start
-        self._release(common)
+        self.release(common)
         self.prefix = self.prefix[:common]
         if len(prefix) > common:
             try:
                 self.run(Rows.sequence(prefix[common:], common), logits=False)
             except BaseException:
                 common = 0 if self.recurrent else common
-                self._release(common)
+                self.release(common)
                 self.prefix = self.prefix[:common]
                 raise
             self.prefix = list(prefix)
 
     def clear_from(self, pos: int) -> None:
         """Drop every sequence's cells from position ``pos`` on (the prefix before it stays)."""
-        self._release(pos)
+        self.release(pos)
         drain_log()
 
-    def _release(self, pos: int) -> None:
+    def release(self, pos: int) -> None:
         """Drop what calls added from position ``pos`` on. A recurrent memory drops whole
         sequences, one by one (it refuses sequence -1): every one but the prefix's (nothing else
         is written once the prefix is), or with ``pos`` 0 every one."""
@@ -238,7 +238,7 @@ class Decoder:
                     parts.append(logits.reshape((len(chunk),) + shape + (n_cols,)))
                     if stats:
                         stat_parts.append(st.reshape((len(chunk),) + shape + (3,)))
-                    self._release(first)
+                    self.release(first)
             finally:
                 self.clear_from(first)
         return _joined(parts, shape + (n_cols,), np.float32), (_joined(stat_parts, shape + (3,), np.float64)
@@ -256,7 +256,7 @@ class Decoder:
                 self.engine.seq_cp(0, seq, -1, -1)
         rows = Rows.joined([(suffix, start, seq) for seq in seqs])
         rows.output[(np.arange(n_pts)[:, None] * s_len + rel_rows[None, :]).ravel()] = 1
-        rows.inject = _merge_specs([[(s, s.scale[start:]) for s in specs] for specs in point_specs], s_len)
+        rows.inject = merge_specs([[(s, s.scale[start:]) for s in specs] for specs in point_specs], s_len)
         if self.head.wanted(gather, stats):
             fast = self.head.logits(gather, lambda fast_head: self.run(rows, gather, fast_head=fast_head)[0],
                                     lambda: self._restart(start, seqs))
@@ -265,122 +265,6 @@ class Decoder:
         res = self.run(rows, gather, stats=stats)
         return res[0], (res[2] if stats else None)
 
-    # -- prompt trees -------------------------------------------------------------------------
-
-    def tree(self, branches: list[tuple[list[int], list[Spec]]], first: int, conts: list[list[int]]) -> np.ndarray:
-        """A prompt tree: every continuation's token log-probabilities after each branch (a
-        prompt and its injections): float64 [n_branches, n_conts, max_len], NaN past a
-        continuation's end. The branches' prompts share their first ``first`` tokens.
-
-        A branch's suffix (its prompt from ``first``) is decoded once in its own sequence; each
-        continuation branches from it (``seq_cp`` shares the branch's cells) and decodes only
-        its own tokens but the last, with the branch's continuing injections on them. Only the
-        continuations' token ids are gathered, with each row's full-vocabulary log-sum-exp.
-        """
-        n_c, width = len(conts), max(len(c) for c in conts)
-        vocab = sorted({t for c in conts for t in c})
-        gather = np.asarray(vocab, np.int32)
-        col = {t: i for i, t in enumerate(vocab)}
-        n_seq, n_ctx, n_batch = self.engine.n_seq_max, self.engine.n_ctx, self.engine.n_batch
-        if n_seq < 2 + n_c:
-            raise ValueError(f"{n_c} continuations need {2 + n_c} sequences; load the model with n_seq_max >= {2 + n_c}")
-        free = n_ctx - first - 2 * n_batch
-        c_rows = sum(len(c) - 1 for c in conts)
-        if self.recurrent:  # continuations decode together, padded to the longest
-            c_rows = sum(len(c) > 1 for c in conts) * (width - 1)
-        out = np.full((len(branches), n_c, width), np.nan)
-        with self.lock:
-            self.ensure_prefix(branches[0][0][:first])
-            try:
-                start = 0
-                while start < len(branches):  # as many branches per call as sequences and cells allow
-                    end, cells = start, 0
-                    while end < len(branches) and (end - start + 1) * (1 + n_c) < n_seq:
-                        need = len(branches[end][0]) - first + c_rows
-                        if cells + need > free and end > start:
-                            break
-                        cells, end = cells + need, end + 1
-                    if cells > free:
-                        raise ValueError(f"a prompt and its continuations do not fit a context of {n_ctx} cells; "
-                                         "load the model with a larger n_ctx")
-                    tree_chunk = self._tree_chunk_recurrent if self.recurrent else self._tree_chunk
-                    tree_chunk(branches[start:end], first, conts, gather, col, out[start:end])
-                    self._release(first)
-                    start = end
-            finally:
-                self.clear_from(first)
-        return out
-
-    def _tree_chunk(self, chunk, first, conts, gather, col, out) -> None:
-        n_c = len(conts)
-        point_seq = [1 + j * (1 + n_c) for j in range(len(chunk))]  # continuation c: point_seq + 1 + c
-        suffixes = [np.asarray(ids[first:], np.int32) for ids, _ in chunk]
-        for seq in point_seq:
-            self.engine.seq_cp(0, seq, -1, -1)
-        rows = Rows.joined([(sfx, first, seq) for sfx, seq in zip(suffixes, point_seq)])
-        rows.output[np.cumsum([len(sfx) for sfx in suffixes]) - 1] = 1
-        rows.inject = _merge_specs([[(s, s.scale[first:]) for s in specs] for _, specs in chunk],
-                                   [len(sfx) for sfx in suffixes])
-        logits, _, stats = self.run(rows, gather, stats=True)
-        for j in range(len(chunk)):  # each continuation's first token, after the branch's last row
-            for c, cont in enumerate(conts):
-                out[j, c, 0] = logits[j, col[cont[0]]] - stats[j, 1]
-        todo = [(j, c, i) for j in range(len(chunk)) for c, cont in enumerate(conts) for i in range(len(cont) - 1)]
-        if not todo:
-            return
-        for seq in point_seq:
-            for c in range(n_c):
-                self.engine.seq_cp(seq, seq + 1 + c, -1, -1)
-        rows = Rows(np.asarray([conts[c][i] for _, c, i in todo], np.int32),
-                    np.asarray([first + len(suffixes[j]) + i for j, _, i in todo], np.int32),
-                    np.asarray([point_seq[j] + 1 + c for j, c, _ in todo], np.int32), np.ones(len(todo), np.uint8),
-                    _merge_specs([_continuing(chunk[j][1]) for j, _, _ in todo], 1))
-        logits, _, stats = self.run(rows, gather, stats=True)
-        for k, (j, c, i) in enumerate(todo):  # token i + 1 of continuation c, after its token i
-            out[j, c, i + 1] = logits[k, col[conts[c][i + 1]]] - stats[k, 1]
-
-    def _tree_chunk_recurrent(self, chunk, first, conts, gather, col, out) -> None:
-        """``_tree_chunk`` for a recurrent memory: branch j's suffix in its own sequence (the
-        branches of each suffix length together, copied from the prefix just before), then each
-        continuation longer than one token in a sequence copied from its branch's, all of them
-        together, padded to the longest (rows past a continuation's end are decoded and dropped)."""
-        lens = [len(ids) - first for ids, _ in chunk]
-        order = sorted(range(len(chunk)), key=lambda j: lens[j])
-        seq_of = {j: 1 + i for i, j in enumerate(order)}  # free sequences follow each group: its padding
-        i = 0
-        while i < len(order):
-            group = [j for j in order[i:] if lens[j] == lens[order[i]]]
-            for j in group:
-                self.engine.seq_cp(0, seq_of[j], -1, -1)
-            rows = Rows.joined([(chunk[j][0][first:], first, seq_of[j]) for j in group])
-            rows.output[np.cumsum([lens[j] for j in group]) - 1] = 1
-            rows.inject = _merge_specs([[(s, s.scale[first:]) for s in chunk[j][1]] for j in group], lens[group[0]])
-            logits, _, stats = self.run(rows, gather, stats=True)
-            for r, j in enumerate(group):  # each continuation's first token, after the branch's last row
-                for c, cont in enumerate(conts):
-                    out[j, c, 0] = logits[r, col[cont[0]]] - stats[r, 1]
-            i += len(group)
-        todo = [(j, c) for j in range(len(chunk)) for c, cont in enumerate(conts) if len(cont) > 1]
-        if not todo:
-            return
-        width = max(len(conts[c]) for _, c in todo) - 1
-        base = 1 + len(chunk)
-        for k, (j, _) in enumerate(todo):
-            self.engine.seq_cp(seq_of[j], base + k, -1, -1)
-        rows = Rows.joined([(list(conts[c][:-1]) + [0] * (width + 1 - len(conts[c])), first + lens[j], base + k)
-                            for k, (j, c) in enumerate(todo)])
-        rows.output[:] = 1  # padding rows too: every call's outputs then fill its rows
-        per_seq = []
-        for j, c in todo:
-            on = np.arange(width) < len(conts[c]) - 1
-            per_seq.append([(s, np.where(on, s.strength if s.continues else 0.0, 0.0).astype(np.float32))
-                            for s in chunk[j][1]])
-        rows.inject = _merge_specs(per_seq, width)
-        logits, _, stats = self.run(rows, gather, stats=True)
-        for k, (j, c) in enumerate(todo):  # token i + 1 of continuation c, after its token i
-            for i in range(len(conts[c]) - 1):
-                out[j, c, i + 1] = logits[k * width + i, col[conts[c][i + 1]]] - stats[k * width + i, 1]
-
     # -- generation and captures --------------------------------------------------------------
 
     def step(self, tokens: Sequence[int], pos: int, seqs: Sequence[int], row_specs: Sequence[list[Spec]]) -> np.ndarray:
@@ -388,7 +272,7 @@ class Decoder:
         row_specs[i]'s continuing injections. Full logits [len(tokens), n_vocab]."""
         m = len(tokens)
         rows = Rows(np.asarray(tokens, np.int32), np.full(m, pos, np.int32), np.asarray(seqs, np.int32),
-                    np.ones(m, np.uint8), _merge_specs([_continuing(specs) for specs in row_specs], 1))
+                    np.ones(m, np.uint8), merge_specs([continuing(specs) for specs in row_specs], 1))
         return self.run(rows)[0]
 
     def capture(self, ids: list[int], layers: list[int], specs: list[Spec]) -> np.ndarray:
@@ -431,20 +315,20 @@ class Decoder:
                     for g in group:  # [n_layers, n_cap_rows, n_embd] -> each prompt's rows
                         result.append(cap[:, at:at + len(rows_of[g])])
                         at += len(rows_of[g])
-                    self._release(0)
+                    self.release(0)
                     bar.advance(len(group))
             finally:
                 self.clear_from(0)
         return result
 
 
-def _continuing(specs: list[Spec]) -> list[tuple[Spec, np.ndarray]]:
+def continuing(specs: list[Spec]) -> list[tuple[Spec, np.ndarray]]:
     """One row's scales of ``specs`` on a token past the prompt: the strength where the
     injection continues into generated tokens, else 0."""
     return [(s, np.full(1, s.strength if s.continues else 0.0, np.float32)) for s in specs]
 
 
-def _merge_specs(per_point: list[list[tuple[Spec, np.ndarray]]], n_rows) -> list:
+def merge_specs(per_point: list[list[tuple[Spec, np.ndarray]]], n_rows) -> list:
     """Engine injections for points laid out back to back, ``n_rows`` rows each (an int, or one
     count per point): one (layer, vector, scale) per distinct layer and vector, each point
     filling its own rows' scales."""

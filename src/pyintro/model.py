@@ -22,6 +22,7 @@ from pyintro.decode import Decoder, first_injected
 from pyintro.engine import Settings, open_engine
 from pyintro.files import check_gguf_file, file_type_name, resolve_model
 from pyintro.generate import generate, sampler
+from pyintro.tree import tree
 from pyintro.injection import Injection, layer_list
 
 
@@ -299,7 +300,7 @@ class Model:
                              f"({self.n_ctx}); load the model with a larger n_ctx")
         branches = [(p, resolve(self, point, len(p))) for p, point in zip(prompts, points)]
         first = min(min(first_injected(specs, len(p) - 1), common_length(p, prompts[0])) for p, specs in branches)
-        return self._decoder.tree(branches, first, conts)
+        return tree(self._decoder, branches, first, conts)
 
     def capture(
         self,
