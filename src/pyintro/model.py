@@ -360,8 +360,9 @@ class Model:
         token. ``temperature=0`` is greedy; otherwise continuation j samples with the seed
         (seed, j), so it is the same alone or among others (``generate_many`` with those seeds).
         """
-        if n < 1 or n > self.n_seq_max:
-            raise ValueError(f"n must be between 1 and n_seq_max ({self.n_seq_max})")
+        most = self.n_seq_max - self._decoder.first_seq  # a recurrent model keeps sequence 0 for the prompt
+        if n < 1 or n > most:
+            raise ValueError(f"n must be between 1 and {most} (n_seq_max {self.n_seq_max})")
         seeds = [None if seed is None else [int(seed), j] for j in range(n)]
         return self.generate_many(ids, [list(inject)] * n, max_tokens, temperature, seeds, top_k, top_p)
 
@@ -371,8 +372,9 @@ class Model:
         strength) and its own seed (``seeds[j]``: anything ``np.random.default_rng`` takes; None:
         fresh entropy), decoded together. A continuation depends only on its point and seed."""
         ids = check_ids(self, ids)
-        if not 1 <= len(points) <= self.n_seq_max:
-            raise ValueError(f"give between 1 and n_seq_max ({self.n_seq_max}) points, got {len(points)}")
+        most = self.n_seq_max - self._decoder.first_seq  # a recurrent model keeps sequence 0 for the prompt
+        if not 1 <= len(points) <= most:
+            raise ValueError(f"give between 1 and {most} points (n_seq_max {self.n_seq_max}), got {len(points)}")
         seeds = [None] * len(points) if seeds is None else list(seeds)
         if len(seeds) != len(points):
             raise ValueError(f"{len(seeds)} seeds for {len(points)} points: give one seed per point")
