@@ -31,6 +31,12 @@ std::string layer_output_name(const std::string & arch) {
     return arch == "nemotron_h" ? "nemotron_h_block_out-" : "l_out-";
 }
 
+// Architectures whose layer outputs hold several residual streams per token, [n_embd, tokens,
+// streams]: gemma3n's four AltUp streams, of which llama.cpp's control vector is added to all
+// (a broadcast ggml_add), and 0 is the active one (llama-hparams.h n_altup, i_altup_act;
+// src/models/gemma3n.cpp).
+bool several_streams(const std::string & arch) { return arch == "gemma3n"; }
+
 }  // namespace
 
 std::vector<std::vector<std::string>> backend_devices() {
@@ -98,6 +104,7 @@ Engine::Engine(const EngineParams & params) : debug_(params.debug), hook_(0, 0, 
     n_embd_ = llama_model_n_embd(model_.get());
     n_vocab_ = llama_vocab_n_tokens(vocab_);
     hook_ = Hook(n_layer_, n_embd_, &debug_);
+    hook_.set_streams(several_streams(arch()));
 
     llama_context_params cparams = llama_context_default_params();
     cparams.n_ctx = params.n_ctx;
