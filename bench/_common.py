@@ -14,10 +14,12 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 
 
-def interleaved(fns: dict, repeats: int = 3, warmup: int = 1) -> dict:
+def interleaved(fns: dict, repeats: int = 3, warmup: int = 1, self_timed: bool = False) -> dict:
     """Median wall time (s) of each callable in ``fns``, timed in rotation (A B C A B C ...)
     after ``warmup`` untimed rounds, so that a change in the machine's load hits every variant
-    alike. Returns {name: {"median": s, "times": [s, ...]}}."""
+    alike. ``self_timed``: each callable returns the seconds that count itself (so that it can
+    first do untimed set-up, such as caching a prompt prefix). Returns {name: {"median": s,
+    "times": [s, ...]}}."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -25,8 +27,8 @@ def interleaved(fns: dict, repeats: int = 3, warmup: int = 1) -> dict:
     for _ in range(repeats):
         for k, fn in fns.items():
             start = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - start)
+            took = fn()
+            times[k].append(float(took) if self_timed else time.perf_counter() - start)
     return {k: {"median": statistics.median(v), "times": [round(t, 4) for t in v]} for k, v in times.items()}
 
 
@@ -101,6 +103,21 @@ def write_json(name: str, data: dict) -> Path:
     return path
 
 
+def report(name: str, result: dict, markdown: str, readme=None, section=None, md: bool = False, extra=()) -> Path:
+    """What every script ends with: the result as bench/results/NAME.json (and the table as NAME.md
+    with ``md``), the table printed, and with ``readme`` the table written into that file's
+    ``bench:SECTION`` block (SECTION defaults to NAME). ``extra``: other files it wrote, to list."""
+    written = [write_json(name, result)]
+    if md:
+        written.append(RESULTS / f"{name}.md")
+        written[-1].write_text(markdown.rstrip() + "\n")
+    print(markdown)
+    print("\nwrote " + " and ".join(str(p) for p in written + list(extra)))
+    if readme:
+        update_readme(readme, section or name, markdown)
+    return written[0]
+
+
 def update_readme(readme: Path, section: str, markdown: str) -> None:
     """Replace the text between ``<!-- bench:SECTION -->`` and ``<!-- /bench:SECTION -->``."""
     start, end = f"<!-- bench:{section} -->", f"<!-- /bench:{section} -->"
@@ -134,20 +151,6 @@ def shown(path) -> str:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
         return str(path)
-
-
-def interleaved_timed(fns: dict, repeats: int = 3, warmup: int = 1) -> dict:
-    """``interleaved`` for callables that time themselves: each returns the seconds that count
-    (so that it can first do untimed set-up, such as caching a prompt prefix). Timed in rotation
-    after ``warmup`` rounds; returns {name: {"median": s, "times": [s, ...]}}."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            times[k].append(float(fn()))
-    return {k: {"median": statistics.median(v), "times": [round(t, 4) for t in v]} for k, v in times.items()}
 
 
 def stopwatch(fn, *args, **kw) -> float:

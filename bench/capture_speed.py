@@ -1,6 +1,6 @@
 """Capture speed: mean-difference concept vectors at every layer vs. a plain decode and transformers.
 
-    python bench/capture_speed.py [--threads 2] [--repeats 3] [--quick] [--readme README.md]
+    python bench/capture_speed.py [--threads 2] [--repeats 3] [--quick] [--readme docs/performance.md]
 
 ``pyintro.mean_difference(m, CONCEPT_WORDS, baseline=BASELINE_WORDS)``: 50 concepts and 100
 baseline words, "Tell me about {word}" in the chat template, all layers at the last token,
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import OtherLoad, interleaved, machine, machine_line, update_readme, write_json  # noqa: E402
+from _common import OtherLoad, interleaved, machine, machine_line, report  # noqa: E402
 from hf_reference import HFModel  # noqa: E402
 
 import pyintro  # noqa: E402
@@ -58,12 +58,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="5 concepts, 10 baseline words, 1 repeat (for debugging)")
-    ap.add_argument("--readme", type=Path, help="update this README's bench:capture_speed section")
+    ap.add_argument("--readme", type=Path, help="update this file's bench:capture_speed section")
     ap.add_argument("--hf-batch", type=int, default=50, help="prompts per transformers forward")
     args = ap.parse_args()
     if args.quick:
         if args.readme:
-            raise SystemExit("--quick results do not go into the README")
+            raise SystemExit("--quick results do not go into the docs")
         args.repeats = 1
     concepts = list(CONCEPT_WORDS[:5] if args.quick else CONCEPT_WORDS)
     baseline = list(BASELINE_WORDS[:10] if args.quick else BASELINE_WORDS)
@@ -150,7 +150,6 @@ def main() -> None:
         "target_capture_over_plain_max": TARGET,
         "pass": {"capture_over_plain": r_capture <= TARGET, "mean_difference_over_plain": r_extract <= TARGET},
     }
-    path = write_json("capture_speed_quick" if args.quick else "capture_speed", result)
 
     table = "\n".join([
         f"Mean-difference vectors for {len(concepts)} concepts over {len(baseline)} baseline words: {n} prompts "
@@ -174,12 +173,9 @@ def main() -> None:
         f"{cos.mean():.4f} on average over concepts and layers (lowest {cos.min():.4f}; Q4_1 kernels vs "
         "dequantized float32).",
         "",
-        "Reproduce: `python bench/capture_speed.py --readme README.md`",
+        "Reproduce: `python bench/capture_speed.py --readme docs/performance.md`",
     ])
-    print(table)
-    print(f"\nwrote {path}")
-    if args.readme:
-        update_readme(args.readme, "capture_speed", table)
+    report("capture_speed_quick" if args.quick else "capture_speed", result, table, args.readme, "capture_speed")
 
 
 if __name__ == "__main__":

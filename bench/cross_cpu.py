@@ -24,7 +24,8 @@ STRENGTHS = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0, 
 
 def run(out: Path, threads: int) -> None:
     import pyintro
-    from pyintro.experiments.post import analyze, sweep
+    from pyintro.experiments.sweep import sweep
+    from pyintro.experiments.sweep_analysis import analyze
     from pyintro.experiments.questions import CONTROL_NO, INTROSPECTION
 
     m = pyintro.Model.load(n_threads=threads)

@@ -1,6 +1,6 @@
 """Experiment 1's judge-free scoring against a plain llama.cpp decode of the same rows.
 
-    python bench/detect_speed.py [--concepts 1] [--bias 4] [--readme README.md]
+    python bench/detect_speed.py [--concepts 1] [--bias 4] [--readme docs/performance.md]
 
 Runs ``detection.detect`` (Yes/No and phrase log-likelihoods, 10- and 50-way identification,
 random and negated controls, the bias questions) on the default model over every layer × the
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import OtherLoad, machine, machine_line, update_readme, write_json  # noqa: E402
+from _common import OtherLoad, machine, machine_line, report  # noqa: E402
 from experiments_speed import n_rows, record, replay  # noqa: E402  (the same recorder as experiments 2-4)
 
 import pyintro  # noqa: E402
@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--bias", type=int, default=4, help="bias-control questions per cell (the paper's: 20)")
     ap.add_argument("--layers", type=int, default=0, help="every k-th layer only (0: every layer)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--readme", type=Path, help="update this README's bench:detect_speed section")
+    ap.add_argument("--readme", type=Path, help="update this file's bench:detect_speed section")
     args = ap.parse_args()
 
     model = pyintro.Model.load(n_threads=args.threads)
@@ -71,7 +71,6 @@ def main() -> None:
         "rows_per_s": {"detect": n_tok / t_detect, "replay_no_hook": n_tok / t_plain},
         "ratio": t_plain / t_detect, "target_min": 0.85, "other_processes_cores": round(other.cores, 3),
     }
-    path = write_json("detect_speed", result)
     md = "\n".join([
         f"Experiment 1, judge-free, {len(words)} concept(s) × {len(layers) if layers else model.n_layer} layers × "
         f"{len(detection.STRENGTHS)} "
@@ -89,12 +88,9 @@ def main() -> None:
         "",
         f"pyintro / limit: **{t_plain / t_detect:.2f}×** the limit's rows per second (target ≥ 0.85).",
         "",
-        "Reproduce: `python bench/detect_speed.py --readme README.md`",
+        "Reproduce: `python bench/detect_speed.py --readme docs/performance.md`",
     ])
-    print(md)
-    print(f"\nwrote {path}")
-    if args.readme:
-        update_readme(args.readme, "detect_speed", md)
+    report("detect_speed", result, md, args.readme, "detect_speed")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Engine speed: batched injection vs. the no-hook limit vs. one full decode per point.
 
-    python bench/engine_speed.py [--threads 2] [--points 256] [--readme README.md]
+    python bench/engine_speed.py [--threads 2] [--points 256] [--readme docs/performance.md]
 
 (a) limit: a plain batched decode of N sequences' last tokens over a shared prefix,
     in a context created without pyintro's eval callback;
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import OtherLoad, interleaved, machine, machine_line, update_readme, write_json  # noqa: E402
+from _common import OtherLoad, interleaved, machine, machine_line, report  # noqa: E402
 
 import pyintro  # noqa: E402
 from pyintro.model import Settings  # noqa: E402
@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=256, help="points per batch (<= 256)")
     ap.add_argument("--naive-points", type=int, default=12, help="points timed for (c)")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--readme", type=Path, help="update this README's bench:engine_speed section")
+    ap.add_argument("--readme", type=Path, help="update this file's bench:engine_speed section")
     args = ap.parse_args()
 
     other = OtherLoad()
@@ -82,7 +82,6 @@ def main() -> None:
         "targets": {"b_over_a_max": 1.15, "c_over_d_min": 30},
         "other_processes_cores": round(other.cores, 3),
     }
-    path = write_json("engine_speed", result)
 
     table = "\n".join([
         f"Engine, {hooked.path.name}, {len(ids)}-token prompt, {n} points per batch, {args.threads} threads "
@@ -97,12 +96,9 @@ def main() -> None:
         f"| (d) pyintro's default: (b) with the fast head | {ms_d:.2f} | {ms_d / ms_a:.2f} × (a) |",
         f"| (c) naive: one full decode per point | {ms_c:.1f} | {ms_c / ms_d:.0f} × (d) (target ≥ 30) |",
         "",
-        "Reproduce: `python bench/engine_speed.py --readme README.md`",
+        "Reproduce: `python bench/engine_speed.py --readme docs/performance.md`",
     ])
-    print(table)
-    print(f"\nwrote {path}")
-    if args.readme:
-        update_readme(args.readme, "engine_speed", table)
+    report("engine_speed", result, table, args.readme, "engine_speed")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import OtherLoad, interleaved, machine, machine_line, update_readme, write_json  # noqa: E402
+from _common import OtherLoad, interleaved, machine, machine_line, report  # noqa: E402
 
 import pyintro  # noqa: E402
 from pyintro.model import Settings  # noqa: E402
@@ -144,7 +144,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         if args.readme:
-            raise SystemExit("--quick results do not go into the README")
+            raise SystemExit("--quick results do not go into the docs")
         args.repeats = 1
     other = OtherLoad()
     t_start = time.time()
@@ -182,7 +182,6 @@ def main() -> None:
               "threads": args.threads, "repeats": args.repeats, "target_ratio_min": TARGET,
               "experiments": results}
     name = "experiments_speed" + ("_" + "_".join(jobs) if args.only else "") + ("_quick" if args.quick else "")
-    path = write_json(name, result)
     pf = lambda ok: "PASS" if ok else "MISS"  # noqa: E731
     table = "\n".join([
         f"Experiments 2-4 on {hooked.path.name}, {args.threads} threads, median of {args.repeats} rounds after a "
@@ -200,10 +199,7 @@ def main() -> None:
         "",
         "Reproduce: `python bench/experiments_speed.py --readme docs/experiments.md`",
     ])
-    print(table)
-    print(f"\nwrote {path}")
-    if args.readme:
-        update_readme(args.readme, "experiments_speed", table)
+    report(name, result, table, args.readme, "experiments_speed")
 
 
 if __name__ == "__main__":

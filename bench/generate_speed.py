@@ -1,7 +1,7 @@
 """Generation speed: batched, injected generation with pyintro vs plain llama.cpp and HF transformers.
 
     python bench/generate_speed.py [--threads 2] [--repeats 3] [--widths 1,8,32] [--tokens 48]
-                                   [--model FILE|gemma3-270m] [--no-hf] [--quick] [--readme README.md]
+                                   [--model FILE|gemma3-270m] [--no-hf] [--quick] [--readme docs/performance.md]
 
 At each width n (sequences generated together from one prompt, 48 tokens, temperature 1.0),
 tokens per second of:
@@ -29,7 +29,7 @@ tokens per second of:
 
 tokens/s counts the tokens each variant produced: pyintro and transformers stop a sequence at an
 end-of-generation token, the limit never does (the table gives the mean tokens per sequence).
-Variants are timed in rotation (``_common.interleaved_timed``), so the ratios come from one run.
+Variants are timed in rotation (``_common.interleaved``), so the ratios come from one run.
 Also: a profile of pyintro's sampled, per-sequence generate at the widest width (time in its
 sampler, in the engine's decode, in ``is_eog``, in the rest of Python), and the sampler's cost
 per row against numpy's ``Generator.choice`` on a fresh softmax per row (how pyintro sampled
@@ -50,8 +50,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import (RESULTS, OtherLoad, interleaved_timed, machine, machine_line,  # noqa: E402
-                     update_readme, write_json)
+from _common import (OtherLoad, interleaved, machine, machine_line,  # noqa: E402
+                     report)
 from hf_reference import HFModel, LlamaBatchedGen  # noqa: E402
 
 import pyintro  # noqa: E402
@@ -124,11 +124,11 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="GGUF file or model alias (default: pyintro's default model)")
     ap.add_argument("--no-hf", action="store_true", help="skip transformers")
     ap.add_argument("--quick", action="store_true", help="widths 1 and 8, 8 tokens, 1 round (for debugging)")
-    ap.add_argument("--readme", type=Path, help="update this README's bench:generate_speed section")
+    ap.add_argument("--readme", type=Path, help="update this file's bench:generate_speed section")
     args = ap.parse_args()
     if args.quick:
         if args.readme:
-            raise SystemExit("--quick results do not go into the README")
+            raise SystemExit("--quick results do not go into the docs")
         args.widths, args.tokens, args.repeats = "1,8", 8, 1
     widths = [int(w) for w in args.widths.split(",")]
     wide_n = max(widths)
@@ -195,7 +195,7 @@ def main() -> None:
                                                        seed=next(seed), eos_ids=eos, per_row=True)
         fns = {k: timed(k, fn) for k, fn in fns.items()}
         say(f"width {n}: {len(fns)} variants in rotation, 1 warm-up round + {args.repeats} rounds")
-        t = interleaved_timed(fns, args.repeats)
+        t = interleaved(fns, args.repeats, self_timed=True)
         row = {"width": n, "times_s": {k: v["times"] for k, v in t.items()}, "tok_s": {}, "mean_tokens": {}}
         for k, v in t.items():
             # token counts of the last run (sampled variants' lengths vary a little between runs)
@@ -227,7 +227,6 @@ def main() -> None:
         "target_pyintro_over_plain_min": TARGET_OVER_PLAIN,
         "widths": results, "profile_widest": prof, "sampler_us_per_row": us_row,
     }
-    path = write_json(("generate_speed_quick" if args.quick else "generate_speed") + suffix, result)
 
     has_hf = hf is not None
     pf = lambda ok: "PASS" if ok else "MISS"  # noqa: E731
@@ -278,17 +277,13 @@ def main() -> None:
         + ("" if args.threads == 2 else f"--threads {args.threads} ")
         + ("" if args.tokens == 48 else f"--tokens {args.tokens} ")
         + ("" if args.widths == "1,8,32" else f"--widths {args.widths} ")
-        + f"--repeats {args.repeats} --readme README.md`",
+        + f"--repeats {args.repeats} --readme docs/performance.md`",
     ]
     md = "\n".join(lines)
-    print(md)
-    md_path = RESULTS / (path.stem + ".md")
-    md_path.write_text(md + "\n")
-    print(f"\nwrote {path} and {md_path}")
     model.close()
     unpadded.close()
-    if args.readme:
-        update_readme(args.readme, "generate_speed" + suffix.lower(), md)
+    report(("generate_speed_quick" if args.quick else "generate_speed") + suffix, result, md,
+           args.readme, "generate_speed" + suffix.lower(), md=True)
 
 
 if __name__ == "__main__":

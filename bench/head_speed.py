@@ -1,6 +1,6 @@
 """The fast head: a Yes/No sweep with and without llama.cpp's full unembedding.
 
-    python bench/head_speed.py [--model smollm2] [--points 240] [--readme README.md]
+    python bench/head_speed.py [--model smollm2] [--points 240] [--readme docs/performance.md]
 
 One batch of points (an injection on each, varied layers and strengths) over the follow-up
 post's prompt, timed in rotation:
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import OtherLoad, interleaved, machine, machine_line, update_readme, write_json  # noqa: E402
+from _common import OtherLoad, interleaved, machine, machine_line, report  # noqa: E402
 
 import pyintro  # noqa: E402
 from pyintro.model import Settings  # noqa: E402
@@ -104,7 +104,7 @@ def table(results: list[dict], m: dict, repeats: int) -> str:
                      f"{ms['c_yes_no_full'] / ms['d_yes_no_fast_head']:.2f} × | {r['max_abs_delta_b']:.1e} |")
     lines += ["", "ms/point, wall time and this process's CPU time (steadier on a shared machine with 1 thread). "
               "(a) gathers the same two ids after the full unembedding. "
-              "Reproduce: `python bench/head_speed.py --readme README.md`"]
+              "Reproduce: `python bench/head_speed.py --readme docs/performance.md`"]
     return "\n".join(lines)
 
 
@@ -114,16 +114,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--points", type=int, default=240)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--readme", type=Path, help="update this README's bench:head_speed section")
+    ap.add_argument("--readme", type=Path, help="update this file's bench:head_speed section")
     args = ap.parse_args()
     results = [run(name, args.threads, args.points, args.repeats) for name in (args.model or ["smollm2", "gemma3-270m"])]
     m = machine()
-    path = write_json("head_speed", {"machine": m, "results": results})
     md = table(results, m, args.repeats)
-    print(md)
-    print(f"\nwrote {path}")
-    if args.readme:
-        update_readme(args.readme, "head_speed", md)
+    report("head_speed", {"machine": m, "results": results}, md, args.readme, "head_speed")
 
 
 if __name__ == "__main__":

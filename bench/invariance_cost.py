@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import OtherLoad, interleaved, machine, machine_line, update_readme, write_json  # noqa: E402
+from _common import OtherLoad, interleaved, machine, machine_line, report  # noqa: E402
 
 import pyintro  # noqa: E402
 from pyintro import Injection  # noqa: E402
@@ -71,7 +71,6 @@ def main() -> None:
               "ms_per_point": ms, "cpu_ms_per_point": cpu_ms, "ratio_wall": ms["invariant"] / ms["earlier"],
               "ratio_cpu": cpu_ms["invariant"] / cpu_ms["earlier"], "target_max": 1.10,
               "other_processes_cores": round(other.cores, 3)}
-    path = write_json("invariance_cost", result)
     md = "\n".join([
         f"{args.points}-point Yes/No sweep, {inv.path.name}, {args.threads} thread(s), median of {args.repeats} rounds "
         f"in rotation ({machine_line(result['machine'])}). " + other.sentence(result["machine"]["cores"]),
@@ -86,10 +85,7 @@ def main() -> None:
         "",
         "Reproduce: `python bench/invariance_cost.py --readme docs/numerics.md`",
     ])
-    print(md)
-    print(f"\nwrote {path}")
-    if args.readme:
-        update_readme(args.readme, "invariance_cost", md)
+    report("invariance_cost", result, md, args.readme, "invariance_cost")
     inv.close()
     old.close()
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import OtherLoad, interleaved, machine, machine_line, update_readme, write_json  # noqa: E402
+from _common import OtherLoad, interleaved, machine, machine_line, report  # noqa: E402
 
 import pyintro  # noqa: E402
 from pyintro import Injection  # noqa: E402
@@ -124,12 +124,8 @@ def main() -> None:
     args = ap.parse_args()
     r = run(args.model, args.threads, args.points, args.repeats)
     m = machine()
-    path = write_json("knobs", {"machine": m, "result": r})
     md = table(r, m)
-    print(md)
-    print(f"\nwrote {path}")
-    if args.readme:
-        update_readme(args.readme, "knobs", md)
+    report("knobs", {"machine": m, "result": r}, md, args.readme, "knobs")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Quantization effects: a ladder of quantized files, their sweep speed, and how b drifts.
 
-    python bench/quant_effects.py [--threads 2] [--repeats 3] [--quick] [--workdir DIR] [--readme README.md]
+    python bench/quant_effects.py [--threads 2] [--repeats 3] [--quick] [--workdir DIR] [--readme docs/performance.md]
 
 The default model (SmolLM2-135M-Instruct Q4_1) goes to F16 and from there to Q8_0, Q6_K,
 Q5_K_M, Q4_K_M, Q3_K_M and Q2_K with ``pyintro.quantize.ladder`` (llama.cpp's quantizer);
@@ -34,12 +34,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, OtherLoad, interleaved, machine, machine_line, update_readme, write_json  # noqa: E402
+from _common import RESULTS, OtherLoad, interleaved, machine, machine_line, report  # noqa: E402
 from hf_reference import pearson  # noqa: E402
 
 import pyintro  # noqa: E402
 from pyintro.quantize import ladder  # noqa: E402
-from pyintro.experiments.post import analyze, sweep  # noqa: E402
+from pyintro.experiments.sweep import sweep  # noqa: E402
+from pyintro.experiments.sweep_analysis import analyze  # noqa: E402
 from pyintro.experiments.questions import INTROSPECTION  # noqa: E402
 
 TYPES = ["f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q3_k_m", "q2_k"]
@@ -90,11 +91,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="3 layers x 4 strengths, 1 repeat (for debugging)")
     ap.add_argument("--workdir", type=Path, default=RESULTS / "quant", help="where the quantized files are cached")
-    ap.add_argument("--readme", type=Path, help="update this README's bench:quant_effects section")
+    ap.add_argument("--readme", type=Path, help="update this file's bench:quant_effects section")
     args = ap.parse_args()
     if args.quick:
         if args.readme:
-            raise SystemExit("--quick results do not go into the README")
+            raise SystemExit("--quick results do not go into the docs")
         args.repeats = 1
     other = OtherLoad()
     t_start = time.time()
@@ -164,7 +165,6 @@ def main() -> None:
         "files": per_file,
     }
     name = "quant_effects_quick" if args.quick else "quant_effects"
-    path = write_json(name, result)
     png = plot(per_file, RESULTS / f"{name}.png")
 
     def types_cell(f):
@@ -200,13 +200,10 @@ def main() -> None:
         "",
         f"![mean |Δb| and file size per quantization type](bench/results/{png.name})",
         "",
-        "Reproduce: `python bench/quant_effects.py --readme README.md`",
+        "Reproduce: `python bench/quant_effects.py --readme docs/performance.md`",
     ]
     table = "\n".join(lines)
-    print(table)
-    print(f"\nwrote {path} and {png}")
-    if args.readme:
-        update_readme(args.readme, "quant_effects", table)
+    report(name, result, table, args.readme, "quant_effects", extra=[png])
 
 
 def plot(per_file: list[dict], out: Path) -> Path:

@@ -2,7 +2,7 @@
 
     python bench/shapes.py [--threads 2] [--repeats 3] [--shapes llama-3.2-1b,llama-3-8b]
                            [--types q4_k_m,q8_0] [--points N] [--cache-dir DIR] [--keep] [--quick]
-                           [--readme README.md]
+                           [--readme docs/performance.md]
 
 No such model ships offline, so the files are written here: random weights (uniform, std 0.02;
 norms 1) with the exact tensor shapes of
@@ -59,8 +59,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import (RESULTS, OtherLoad, interleaved_timed, machine, machine_line, meminfo,  # noqa: E402
-                     stopwatch, update_readme, write_json)
+from _common import (RESULTS, OtherLoad, interleaved, machine, machine_line, meminfo,  # noqa: E402
+                     stopwatch, report)
 from hf_reference import HFModel, PeakRSS, pearson, rss_mb  # noqa: E402
 
 import pyintro  # noqa: E402
@@ -310,7 +310,7 @@ def measure(key: str, qtype: str, path: Path, args, say) -> dict:
         fns["hf_prefill"] = lambda: stopwatch(hf.last_logits, [prefill])
 
     say(f"  timing {len(fns)} variants in rotation: 1 warm-up round + {args.repeats} rounds")
-    timed = interleaved_timed(fns, args.repeats)
+    timed = interleaved(fns, args.repeats, self_timed=True)
     model.close()
     if hf is not None:
         del hf
@@ -318,7 +318,7 @@ def measure(key: str, qtype: str, path: Path, args, say) -> dict:
     if not wide_in_rotation:
         say("  512-row prefill on its own (a second copy of the weights would not fit beside the others)")
         wide = load(batch_invariant=False)
-        timed.update(interleaved_timed({"pyintro_prefill_512": prefill_fn(wide)}, args.repeats))
+        timed.update(interleaved({"pyintro_prefill_512": prefill_fn(wide)}, args.repeats, self_timed=True))
     wide.close()
     gc.collect()
     t = {k: v["median"] for k, v in timed.items()}
@@ -384,7 +384,7 @@ def table(rows: list[dict], args, m_info: dict, other: OtherLoad) -> str:
         "Target: pyintro ≥ 2× faster per point than the PyTorch route, or running where it does not fit.",
         "",
         "Reproduce: `python bench/shapes.py"
-        + (f" --points {args.points}" if args.points != 224 else "") + " --readme README.md`",
+        + (f" --points {args.points}" if args.points != 224 else "") + " --readme docs/performance.md`",
     ]
     return "\n".join(lines)
 
@@ -404,12 +404,12 @@ def main() -> None:
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--keep", action="store_true", help="keep the model files (default: delete each once measured)")
     ap.add_argument("--quick", action="store_true", help="1B shape, Q8_0, 24 points, 1 round (for debugging)")
-    ap.add_argument("--readme", type=Path, help="update this README's bench:shapes section")
+    ap.add_argument("--readme", type=Path, help="update this file's bench:shapes section")
     ap.add_argument("--name", default="shapes", help="results file name in bench/results/ (default: shapes)")
     args = ap.parse_args()
     if args.quick:
         if args.readme:
-            raise SystemExit("--quick results do not go into the README")
+            raise SystemExit("--quick results do not go into the docs")
         args.shapes, args.types, args.repeats = "llama-3.2-1b", "q8_0", 1
         args.points, args.prefill_tokens, args.hf_batch = 24, 64, 24
         args.check = args.check or 2
@@ -445,14 +445,9 @@ def main() -> None:
               "wall_s": round(time.time() - t_start, 1), "quick": args.quick, "threads": args.threads,
               "repeats": args.repeats, "shapes": {k: SHAPES[k] for k in keys}, "strengths": STRENGTHS,
               "yes_no_ids": YES_NO, "rows": rows}
-    path = write_json(args.name + ("_quick" if args.quick else ""), result)
     md = table(rows, args, m_info, other)
-    print(md)
-    md_path = RESULTS / (path.stem + ".md")
-    md_path.write_text(md + "\n")
-    print(f"\nwrote {path} and {md_path}")
-    if args.readme:
-        update_readme(args.readme, "shapes", md)
+    report(args.name + ("_quick" if args.quick else ""), result, md,
+           args.readme, "shapes", md=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Sweep memory: RSS growth over a long Yes/No sweep, above the footprint right after load.
 
-    python bench/sweep_memory.py [--model smollm2 --model gemma3-270m] [--points 1000] [--readme README.md]
+    python bench/sweep_memory.py [--model smollm2 --model gemma3-270m] [--points 1000] [--readme docs/performance.md]
 
 For each model: RSS right after ``Model.load`` (weights, KV cache, compute buffers), then the
 peak RSS during a sweep of ``--points`` points (the follow-up post's two questions, every layer,
@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, machine_line, update_readme, write_json  # noqa: E402
+from _common import machine, machine_line, report  # noqa: E402
 from hf_reference import PeakRSS, rss_mb  # noqa: E402
 
 import pyintro  # noqa: E402
-from pyintro.experiments.post import sweep  # noqa: E402
+from pyintro.experiments.sweep import sweep  # noqa: E402
 
 
 def run(name: str, n_points: int, threads: int) -> dict:
@@ -52,23 +52,20 @@ def main() -> None:
     ap.add_argument("--model", action="append", help="models (default: smollm2 and gemma3-270m)")
     ap.add_argument("--points", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--readme", type=Path, help="update this README's bench:sweep_memory section")
+    ap.add_argument("--readme", type=Path, help="update this file's bench:sweep_memory section")
     args = ap.parse_args()
     results = [run(name, args.points, args.threads) for name in (args.model or ["smollm2", "gemma3-270m"])]
     m = machine()
-    path = write_json(f"sweep_memory_{args.points}", {"machine": m, "results": results})
     lines = [f"Sweep memory, about {args.points} points per sweep ({machine_line(m)}).", "",
              "| model | points | RSS after load | full-vocab sweep: peak above load | Yes/No sweep: peak above load |",
              "|---|---:|---:|---:|---:|"]
     for r in results:
         lines.append(f"| {r['model']} | {r['points']} | {r['rss_mb_after_load']:.0f} MB | "
                      f"{r['full_vocab']['above_footprint_mb']:.0f} MB | {r['yes_no']['above_footprint_mb']:.0f} MB |")
-    lines += ["", f"Reproduce: `python bench/sweep_memory.py --points {args.points} --readme README.md`"]
+    lines += ["", f"Reproduce: `python bench/sweep_memory.py --points {args.points} --readme docs/performance.md`"]
     md = "\n".join(lines)
-    print(md)
-    print(f"\nwrote {path}")
-    if args.readme:
-        update_readme(args.readme, f"sweep_memory_{args.points}", md)
+    report(f"sweep_memory_{args.points}", {"machine": m, "results": results}, md,
+           args.readme, f"sweep_memory_{args.points}")
 
 
 if __name__ == "__main__":

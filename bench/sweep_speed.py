@@ -1,6 +1,6 @@
 """Sweep speed: a full layer x strength grid with pyintro vs. the tools researchers use today.
 
-    python bench/sweep_speed.py [--threads 2] [--repeats 3] [--quick] [--model FILE|gemma3-270m] [--readme README.md]
+    python bench/sweep_speed.py [--threads 2] [--repeats 3] [--quick] [--model FILE|gemma3-270m] [--readme docs/performance.md]
 
 Grid: every layer x 16 strengths x (introspection question + 1 control question) = 960 points
 on the default model, injecting the all-caps vector at the last prompt token.
@@ -25,7 +25,7 @@ on the default model, injecting the all-caps vector at the last prompt token.
 
 --model runs everything on another GGUF file or model alias (``gemma3-270m``; transformers
 dequantizes that file too); its results go to bench/results/sweep_speed_<QUANT>.json and .md and
-the README section ``bench:sweep_speed_<quant>``.
+the section ``bench:sweep_speed_<quant>`` of docs/performance.md.
 
 2-5 are timed on a sample of points and scaled to ms/point. Also: correctness checks (pyintro
 all-token injection vs llama.cpp's control vector; HF's b vs pyintro's b; the prefix-cached route's
@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, OtherLoad, interleaved, machine, machine_line, update_readme, write_json  # noqa: E402
+from _common import OtherLoad, interleaved, machine, machine_line, report  # noqa: E402
 from hf_reference import HFModel, LlamaCvec, PeakRSS, b_values, pearson, rss_mb  # noqa: E402
 
 import pyintro  # noqa: E402
@@ -51,7 +51,7 @@ from pyintro.model import Settings  # noqa: E402
 from pyintro import Injection  # noqa: E402
 from pyintro.experiments.questions import CONTROL_NO, INTROSPECTION, Question, prompt_ids  # noqa: E402
 from pyintro.readout import yes_no_ids  # noqa: E402
-from pyintro.experiments.post import sweep  # noqa: E402
+from pyintro.experiments.sweep import sweep  # noqa: E402
 
 STRENGTHS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0, 14.0, 16.0, 20.0)
 QUESTIONS = {"introspection": INTROSPECTION, "control": CONTROL_NO[0]}
@@ -69,7 +69,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="tiny grid and samples, 1 repeat (for debugging)")
-    ap.add_argument("--readme", type=Path, help="update this README's bench:sweep_speed section")
+    ap.add_argument("--readme", type=Path, help="update this file's bench:sweep_speed section")
     ap.add_argument("--model", default=None,
                     help="GGUF file or model alias such as gemma3-270m (default: pyintro's default model)")
     ap.add_argument("--naive-points", type=int, default=12, help="points timed for pyintro one at a time")
@@ -82,7 +82,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         if args.readme:
-            raise SystemExit("--quick results do not go into the README")
+            raise SystemExit("--quick results do not go into the docs")
         args.repeats = 1
         args.naive_points = args.cvec_points = args.hf_points = 2
         args.hf_batch, args.hf_batches = 4, 1
@@ -315,7 +315,6 @@ def main() -> None:
         "targets": {**TARGETS, "hf_prefix_cached_over_pyintro_gather_min": cached_target},
         "pass": verdict,
     }
-    path = write_json(("sweep_speed_quick" if args.quick else "sweep_speed") + suffix, result)
 
     lines = [
         f"Sweep of {n} points ({len(layers)} layers × {len(strengths)} strengths × introspection + 1 control "
@@ -371,15 +370,11 @@ def main() -> None:
         "their b values are not comparable; its row shows the cost of one full decode per point.",
         "",
         "Reproduce: `python bench/sweep_speed.py "
-        + ("" if default else f"--model {_shown(args.model)} ") + f"--repeats {args.repeats} --readme README.md`",
+        + ("" if default else f"--model {_shown(args.model)} ") + f"--repeats {args.repeats} --readme docs/performance.md`",
     ]
     table = "\n".join(lines)
-    print(table)
-    md = RESULTS / (path.stem + ".md")
-    md.write_text(table + "\n")
-    print(f"\nwrote {path} and {md}")
-    if args.readme:
-        update_readme(args.readme, "sweep_speed" + suffix.lower(), table)
+    report(("sweep_speed_quick" if args.quick else "sweep_speed") + suffix, result, table,
+           args.readme, "sweep_speed" + suffix.lower(), md=True)
 
 
 def _shown(path) -> str:

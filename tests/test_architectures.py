@@ -121,7 +121,7 @@ def check_delta(model) -> None:
     plain = model.capture(IDS)
     v = direction(model.n_embd)
     for layer in range(model.n_layer):
-        inj = pyintro.Injection(v, layer, STRENGTH, [TOKEN])
+        inj = pyintro.Injection(v, layer, STRENGTH, pyintro.Positions.tokens([TOKEN]))
         cap = model.capture(IDS, inject=[inj])
         expected = plain[layer].copy()
         expected[TOKEN] += np.float32(STRENGTH) * v

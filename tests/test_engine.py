@@ -1,6 +1,5 @@
 """The engine's invariants, on the default model."""
 
-import ctypes
 import dataclasses
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 
 import pyintro
-from pyintro import Injection
+from pyintro import Injection, Positions
 from pyintro.head import MATCH_TOL, mismatch
 from pyintro.model import Settings
 
@@ -41,7 +40,7 @@ def test_describe(model):
 def test_strength_zero_and_empty_mask_are_bit_identical(model, prompt, vec):
     base = model.logits(prompt)
     zero = model.logits(prompt, inject=[Injection(vec, 12, 0.0, positions="all")])
-    empty = model.logits(prompt, inject=[Injection(vec, 12, 5.0, positions=np.zeros(len(prompt)))])
+    empty = model.logits(prompt, inject=[Injection(vec, 12, 5.0, positions=Positions.weights(np.zeros(len(prompt))))])
     assert np.array_equal(base, zero)
     assert np.array_equal(base, empty)
     assert not np.array_equal(base, model.logits(prompt, inject=[Injection(vec, 12, 5.0)]))
@@ -87,6 +86,7 @@ def test_capture_sees_the_injection(model, prompt, vec):
     layer, row, s = 9, 20, 2.5
     mask = np.zeros(len(prompt))
     mask[row] = 1.0
+    mask = Positions.weights(mask)
     plain = model.capture(prompt)
     injected = model.capture(prompt, inject=[Injection(vec, layer, s, mask)])
     assert np.array_equal(plain[:layer], injected[:layer])  # layers below L unchanged
@@ -127,7 +127,7 @@ def test_shared_prefix_points_equal_separate_full_decodes(model, fresh, prompt, 
 
 def test_injection_from_token_k_onward_over_shared_prefix(model, fresh, prompt, vec):
     k = len(prompt) - 6
-    pts = [[Injection(vec, 8, s, positions=k)] for s in (1.0, 4.0)]
+    pts = [[Injection(vec, 8, s, positions=Positions.start(k))] for s in (1.0, 4.0)]
     batched = model.points(prompt, pts)
     for p, got in zip(pts, batched):
         assert np.array_equal(got, fresh.logits(prompt, inject=p)[0])
@@ -192,7 +192,7 @@ def test_generation_keeps_injecting(model, vec):
     steered = model.generate(ids, 6, inject=[Injection(vec * 3, 6, 4.0, positions="last")])[0]
     assert steered != plain
     # The first token depends only on the prompt: injecting on generated tokens changes the rest.
-    prompt_only = model.generate(ids, 6, inject=[Injection(vec * 3, 6, 4.0, positions=[len(ids) - 1])])[0]
+    prompt_only = model.generate(ids, 6, inject=[Injection(vec * 3, 6, 4.0, positions=Positions.tokens([len(ids) - 1]))])[0]
     assert prompt_only[0] == steered[0]
     assert prompt_only != steered
 
@@ -290,13 +290,14 @@ def test_prompt_tree_scores_equal_each_continuation_decoded_alone(model, fresh, 
     conts = [model.tokenize(t, special=False) for t in ("Yes, I detect an injected thought", "No", " Maybe so")]
     other = model.chat("Is the sky green? Answer only by 'Yes' or 'No'.")
     k = len(prompt) - 8
-    branches = [(prompt, [Injection(vec, 6, 3.0, positions=k)]), (prompt, []), (other, [Injection(vec, 20, 2.0, "last")])]
+    branches = [(prompt, [Injection(vec, 6, 3.0, positions=Positions.start(k))]), (prompt, []), (other, [Injection(vec, 20, 2.0, "last")])]
     lp = model.score([b[0] for b in branches], [b[1] for b in branches], conts)
     assert lp.shape == (3, 3, max(len(c) for c in conts))
     for j, (ids, inject) in enumerate(branches):
         # "last" means the prompt's last token, and continues onto the continuation: in the
         # prompt + continuation decoded whole, that is "from token len(ids) - 1 on"
-        inject = [dataclasses.replace(i, positions=len(ids) - 1) if i.positions == "last" else i for i in inject]
+        inject = [dataclasses.replace(i, positions=Positions.start(len(ids) - 1)) if i.positions == Positions.last()
+                  else i for i in inject]
         for c, cont in enumerate(conts):
             full = ids + cont
             logits = fresh.logits(full, inject=inject, rows=list(range(len(ids) - 1, len(full) - 1)))

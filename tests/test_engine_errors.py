@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import pyintro
-from pyintro import Injection
+from pyintro import Injection, Positions
 
 
 def test_missing_model(tmp_path):
@@ -23,7 +23,7 @@ def test_truncated_gguf(tmp_path, model):
     p = tmp_path / "truncated.gguf"
     with open(model.path, "rb") as f:
         p.write_bytes(f.read(3_000_000))
-    with pytest.raises(RuntimeError, match="could not load"):
+    with pytest.raises(ValueError, match="the file is truncated or corrupt: its tensor data ends early"):
         pyintro.Model.load(p)
 
 
@@ -85,11 +85,11 @@ def test_non_finite_strength(vec, strength):
 
 def test_mask_longer_than_prompt(model, prompt, vec):
     with pytest.raises(ValueError, match="mask has"):
-        model.logits(prompt, inject=[Injection(vec, 3, 1.0, np.ones(len(prompt) + 1))])
+        model.logits(prompt, inject=[Injection(vec, 3, 1.0, Positions.weights(np.ones(len(prompt) + 1)))])
     with pytest.raises(ValueError, match="outside the prompt"):
-        model.logits(prompt, inject=[Injection(vec, 3, 1.0, [len(prompt)])])
+        model.logits(prompt, inject=[Injection(vec, 3, 1.0, Positions.tokens([len(prompt)]))])
     with pytest.raises(ValueError, match="outside the prompt"):
-        model.logits(prompt, inject=[Injection(vec, 3, 1.0, len(prompt) + 2)])
+        model.logits(prompt, inject=[Injection(vec, 3, 1.0, Positions.start(len(prompt) + 2))])
 
 
 def test_prompt_longer_than_context(vec):

@@ -23,7 +23,7 @@ B_TOL = 1e-4
 def _grid(model, v, n_tokens):
     """Points at every fourth layer and three strengths, on the prompt's last 6 tokens."""
     rows = list(range(n_tokens - 6, n_tokens))
-    return [[pyintro.Injection(v, layer, s, rows)] for layer in range(0, model.n_layer, 4) for s in (0.0, 4.0, 12.0)]
+    return [[pyintro.Injection(v, layer, s, pyintro.Positions.tokens(rows))] for layer in range(0, model.n_layer, 4) for s in (0.0, 4.0, 12.0)]
 
 
 def _head_used(model, ids) -> bool:

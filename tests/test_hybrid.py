@@ -15,7 +15,7 @@ from tiny_models import tiny_chat
 
 import pyintro
 from pyintro import Injection
-from pyintro.experiments.post import sweep
+from pyintro.experiments.sweep import sweep
 from pyintro.model import Settings
 
 USER = "Do you detect an injected thought? Answer only by 'Yes' or 'No'."

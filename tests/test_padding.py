@@ -11,7 +11,7 @@ import pytest
 from tiny_models import tiny
 
 import pyintro
-from pyintro import Injection, padding
+from pyintro import Injection, Positions, padding
 from pyintro.quantize import quantize
 
 X86 = platform.machine().lower() in ("x86_64", "amd64")
@@ -24,7 +24,7 @@ def _points(model, n, seed=0):
     for i in range(n):
         v = rng.standard_normal(model.n_embd).astype(np.float32)
         # some points inject at the last token only (1 row each), others from token 8 on (4 rows)
-        where = "last" if i % 3 else 8
+        where = "last" if i % 3 else Positions.start(8)
         pts.append([Injection(v, int(rng.integers(0, model.n_layer)), float(rng.uniform(0.5, 4)), where)])
     return pts
 

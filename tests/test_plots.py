@@ -8,7 +8,7 @@ import pytest
 from matplotlib.image import imread
 
 from pyintro.plots import b_vs_layer, b_vs_strength, by_depth, heatmaps, per_concept
-from pyintro.experiments.post import sweep
+from pyintro.experiments.sweep import sweep
 from pyintro.experiments.questions import CONTROL_NO, INTROSPECTION
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -80,10 +80,11 @@ def test_plotting_leaves_the_matplotlib_backend_alone(rows, tmp_path):
 
 
 def test_slices_default_to_the_telling_point_and_say_so(rows, tmp_path):
-    from pyintro.plots import telling_slice
+    from pyintro.experiments.sweep_analysis import favourable_point, figures
 
-    layer, strength = telling_slice(rows)
+    layer, strength = favourable_point(rows)
     pts = {(r["layer"], r["strength"]): r for r in rows}
     assert (layer, strength) in pts
-    check_png(b_vs_strength(rows, tmp_path / "s.png"))  # no layer given: telling_slice's
-    check_png(b_vs_layer(rows, tmp_path / "l.png"))
+    draw = figures(rows)  # no layer or strength given: favourable_point's
+    check_png(draw["strength.png"](tmp_path / "s.png"))
+    check_png(draw["layer.png"](tmp_path / "l.png"))

@@ -7,7 +7,8 @@ import pyintro
 from pyintro import Injection
 from pyintro.experiments.questions import CONTROL_NO, INTROSPECTION, Question, prompt_ids
 from pyintro.model import Settings
-from pyintro.readout import DEFAULT_NO, DEFAULT_YES, Belief, answer_ids, belief, scores, yes_no_ids
+from pyintro.readout import POOLED_NO as DEFAULT_NO, POOLED_YES as DEFAULT_YES, Belief, belief, yes_no, yes_no_ids
+from pyintro.readout import single_token_ids as answer_ids
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +38,17 @@ def test_answer_ids_keep_single_token_variants(m):
         yes_no_ids(m, ["Yes"], ["Yes", "No"])
 
 
-def test_belief_equals_logsumexp_of_full_logits(m, ids):
+def test_default_readout_is_the_plain_logit_difference(m, ids):
+    # The default answer tokens are "Yes" and "No", one token each (the follow-up post's b).
     bel = m.belief(ids)
+    logits = m.logits(ids)[0]
+    (y,), (n,) = bel.yes_ids, bel.no_ids
+    assert (m.token_str(y), m.token_str(n)) == ("Yes", "No")
+    assert bel.b == float(logits[y]) - float(logits[n])  # bit for bit
+
+
+def test_belief_equals_logsumexp_of_full_logits(m, ids):
+    bel = m.belief(ids, yes=DEFAULT_YES, no=DEFAULT_NO)  # the pooled spellings
     assert isinstance(bel, Belief)
     logits = m.logits(ids)[0].astype(np.float64)  # [n_vocab]
     yes, no = answer_ids(m, DEFAULT_YES), answer_ids(m, DEFAULT_NO)
@@ -84,7 +94,7 @@ def test_scores_gathered_mode_normalises_over_the_answer_tokens(m, ids):
     full, stats = m.points(ids, inj, stats=True)  # [2, n_vocab], [2, 3]
     part, part_stats = m.points(ids, inj, vocab_ids=yes + no, stats=True)  # [2, n_yes + n_no], [2, 3]
     cols = range(len(yes)), range(len(yes), len(yes) + len(no))
-    s_full, s_part, s_norm = scores(full, yes, no, stats), scores(part, *cols, part_stats), scores(part, *cols)
+    s_full, s_part, s_norm = yes_no(full, yes, no, stats), yes_no(part, *cols, part_stats), yes_no(part, *cols)
     # The engine's row statistics are the full rows' (the same decodes: exact), so gathering
     # changes nothing; the log-sum-exp is summed in double, as here in numpy (float64 rounding).
     assert np.array_equal(stats, part_stats)
@@ -96,7 +106,7 @@ def test_scores_gathered_mode_normalises_over_the_answer_tokens(m, ids):
     assert s_norm["p_yes"] + s_norm["p_no"] == pytest.approx(np.ones(2))  # normalised over the answer tokens
     assert s_norm["top"] is None
     with pytest.raises(ValueError, match="2-D"):
-        scores(full[0], yes, no)
+        yes_no(full[0], yes, no)
 
 
 def test_questions_use_the_chat_template(m):

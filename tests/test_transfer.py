@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import pyintro
-from pyintro import Injection
+from pyintro import Injection, Positions
 from pyintro._native import _engine
 from pyintro.model import points_per_call
 
@@ -146,7 +146,7 @@ def test_transfer_strength_zero_and_untouched_rows_are_bit_identical(tm, ids, v)
     base = tm.logits(ids)
     tm._engine.debug.transfers = 0
     assert np.array_equal(tm.logits(ids, inject=[Injection(v, 12, 0.0, positions="all")]), base)
-    assert np.array_equal(tm.logits(ids, inject=[Injection(v, 12, 5.0, positions=np.zeros(len(ids)))]), base)
+    assert np.array_equal(tm.logits(ids, inject=[Injection(v, 12, 5.0, positions=Positions.weights(np.zeros(len(ids))))]), base)
     assert tm._engine.debug.transfers == 0  # nothing touched: no transfer at all
 
     # Strength-0 points (slots 1, 3, 4, 6, 8) between injected ones, at the same layer: one engine spec,
@@ -164,6 +164,7 @@ def test_transfer_strength_zero_and_untouched_rows_are_bit_identical(tm, ids, v)
     layer, s = 9, 2.5
     mask = np.zeros(len(ids))
     mask[[10, 40]] = 1.0
+    mask = Positions.weights(mask)
     plain = tm.capture(ids)
     injected = tm.capture(ids, inject=[Injection(v, layer, s, mask)])
     expected = plain[layer].copy()
@@ -210,6 +211,7 @@ def test_transfer_captures_and_logits_same_with_force_on_and_off(tm, ids, v, yes
     # logits are bit-identical with force_transfer on and off, on the same model.
     mask = np.zeros(len(ids))
     mask[[5, 30, 51]] = [1.0, 0.5, 2.0]
+    mask = Positions.weights(mask)
     others = [tm.chat(f"Tell me about {w}") for w in ("dust", "oceans", "silver")]
 
     def run():
@@ -251,6 +253,7 @@ def test_transfer_count_is_at_most_two_per_touched_layer_per_call(tm, ids, v):
     n_points = min(100, per_call)
     mask = np.zeros(len(ids))
     mask[20] = 1.0
+    mask = Positions.weights(mask)
     workloads = {
         # name: (touched layers, the call). A few gathered ids take the fast head, whose copy of
         # the final norm's rows is one more get per call (checked below).

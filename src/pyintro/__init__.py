@@ -6,10 +6,11 @@ GGUF file it is the tensor ``direction.L``.
 """
 
 from pyintro.stimuli import BASELINE_WORDS, CONCEPT_WORDS
-from pyintro.experiments.post import analyze, sweep
+from pyintro.experiments.sweep import sweep
+from pyintro.experiments.sweep_analysis import analyze
 from pyintro.extract import contrast, mean_difference, pca
 from pyintro.files import default_model_path
-from pyintro.injection import Injection
+from pyintro.injection import Injection, Layers, Positions, Strengths
 from pyintro.model import Model
 from pyintro.vectors import ConceptVector, random_like
 
@@ -20,7 +21,10 @@ __all__ = [
     "CONCEPT_WORDS",
     "ConceptVector",
     "Injection",
+    "Layers",
     "Model",
+    "Positions",
+    "Strengths",
     "__version__",
     "analyze",
     "contrast",

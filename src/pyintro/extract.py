@@ -30,7 +30,7 @@ def contrast(model, positive: Texts, negative: Texts, position="last", chat: boo
     neg = _texts(negative, "negative")
     index, label = _position(position)
     texts = [_prompt_text(model, t, chat) for t in pos + neg]
-    acts = _activations(model, texts, index)  # [n_pos + n_neg, n_layer, n_embd]
+    acts = activations(model, texts, index)  # [n_pos + n_neg, n_layer, n_embd]
     directions = acts[: len(pos)].mean(0) - acts[len(pos):].mean(0)  # [n_layer, n_embd]
     if name is None:
         name = f"{_summary(pos)} vs {_summary(neg)}"
@@ -58,15 +58,32 @@ def mean_difference(model, concept: Texts, baseline: Sequence[str] | None = None
         raise ValueError("a baseline word is empty: remove it")
     _check_template(template)
 
-    c_texts = [_prompt_text(model, template.format(c), chat) for c in concepts]
-    b_texts = [_prompt_text(model, template.format(w), chat) for w in words]
-    acts = _activations(model, c_texts + b_texts, -1, progress)  # [n_concepts + n_baseline, n_layer, n_embd]
+    c_texts = prompt_texts(model, concepts, template, chat)
+    b_texts = prompt_texts(model, words, template, chat)
+    acts = activations(model, c_texts + b_texts, -1, progress)  # [n_concepts + n_baseline, n_layer, n_embd]
     base = acts[len(concepts):].mean(0)  # [n_layer, n_embd]
-    out = {}
-    for i, c in enumerate(concepts):
-        prompts = _signed([c_texts[i]] + b_texts, 1)
-        out[c] = _vector(model, acts[i] - base, c, "mean_difference", prompts, "last")
+    out = {c: difference(model, c, acts[i], base, c_texts[i], b_texts) for i, c in enumerate(concepts)}
     return out[concepts[0]] if single else out
+
+
+def prompt_texts(model, words: Sequence[str], template: str = "Tell me about {}", chat: bool = True) -> list[str]:
+    """The exact text of each word's prompt, as ``mean_difference`` feeds it to the tokenizer."""
+    return [_prompt_text(model, template.format(w), chat) for w in words]
+
+
+def activations(model, texts: list[str], index: int = -1, progress=False) -> np.ndarray:
+    """All layers at token ``index`` of each text (-1: the last), float64 ``[n_texts, n_layer, n_embd]``
+    (float32 captures widened: exact)."""
+    ids = [model.prompt_ids(t) for t in texts]
+    return model.capture_many(ids, layers=None, position=index, progress=progress).astype(np.float64)
+
+
+def difference(model, name: str, act: np.ndarray, base: np.ndarray, text: str, baseline_texts: list[str]):
+    """``mean_difference``'s vector from its parts: the concept prompt's activations ``act``
+    [n_layer, n_embd] minus the baseline mean ``base`` [n_layer, n_embd] (float64 both), with
+    the prompts in its provenance. Extracting in pieces (``pyintro.concepts``) gives the same
+    bits as one ``mean_difference`` pass."""
+    return _vector(model, act - base, name, "mean_difference", _signed([text] + list(baseline_texts), 1), "last")
 
 
 def pca(model, pairs: Sequence[tuple[str, str]], chat: bool = True, name: str | None = None) -> ConceptVector:
@@ -81,7 +98,7 @@ def pca(model, pairs: Sequence[tuple[str, str]], chat: bool = True, name: str | 
     pos = [p for p, _ in pairs]
     neg = [n for _, n in pairs]
     texts = [_prompt_text(model, t, chat) for t in pos + neg]
-    acts = _activations(model, texts, -1)
+    acts = activations(model, texts, -1)
     diffs = acts[: len(pairs)] - acts[len(pairs):]  # [n_pairs, n_layer, n_embd]
     directions = np.zeros(diffs.shape[1:], dtype=np.float64)  # [n_layer, n_embd]
     for il in range(diffs.shape[1]):
@@ -161,12 +178,6 @@ def _prompt_text(model, text: str, chat: bool) -> str:
     return model.chat_text(text) if chat else text
 
 
-def _activations(model, texts: list[str], index: int, progress=False) -> np.ndarray:
-    """All layers at token ``index`` of each text, float64 ``[n_texts, n_layer, n_embd]``."""
-    ids = [model.prompt_ids(t) for t in texts]
-    return model.capture_many(ids, layers=None, position=index, progress=progress).astype(np.float64)
-
-
 def _signed(texts: list[str], n_pos: int) -> list[str]:
     return ["+" + t for t in texts[:n_pos]] + ["-" + t for t in texts[n_pos:]]
 
@@ -189,13 +200,17 @@ def _vector(model, directions: np.ndarray, name: str, method: str, prompts: list
 
 
 def read_words(path) -> list[str]:
-    """A word list file: one word per line, blank lines skipped."""
+    """A word list file: one word per line (UTF-8), blank lines skipped."""
     from pathlib import Path
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"word list not found: {path}")
-    words = [w.strip() for w in path.read_text(encoding="utf-8").splitlines() if w.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"word list {path} is not a UTF-8 text file (one word per line)") from None
+    words = [w.strip() for w in text.splitlines() if w.strip()]
     if not words:
         raise ValueError(f"word list {path} has no words")
     return words

@@ -22,8 +22,8 @@ from pyintro.decode import Decoder, first_injected
 from pyintro.engine import Settings, open_engine
 from pyintro.files import check_gguf_file, file_type_name, resolve_model
 from pyintro.generate import generate, sampler
+from pyintro.injection import Injection, Layers
 from pyintro.tree import tree
-from pyintro.injection import Injection, layer_list
 
 
 def _from_engine(name: str, doc: str) -> property:
@@ -312,7 +312,7 @@ class Model:
         float32 ``[n_layers, n_tokens, n_embd]``. With ``inject``, captures see the injected
         values at and after the injected layer."""
         ids = check_ids(self, ids)
-        return self._decoder.capture(ids, layer_list(layers, self.n_layer), resolve(self, list(inject), len(ids)))
+        return self._decoder.capture(ids, list(Layers.of(layers, self.n_layer)), resolve(self, list(inject), len(ids)))
 
     def capture_many(
         self,
@@ -336,7 +336,7 @@ class Model:
         """The residual stream at chosen tokens of each prompt (``rows[i]``: indices into
         prompt i, negative from the end), the prompts batched together: one float32
         ``[n_layers, len(rows[i]), n_embd]`` per prompt, bit-identical to ``capture`` alone."""
-        il = layer_list(layers, self.n_layer)
+        il = list(Layers.of(layers, self.n_layer))
         prompts = [check_ids(self, p) for p in prompts]
         if len(rows) != len(prompts):
             raise ValueError(f"{len(rows)} row lists for {len(prompts)} prompts: give one per prompt")

@@ -25,6 +25,8 @@ from typing import Optional, Sequence
 
 from pyintro._native import _engine
 
+__all__ = ["Messages", "PromptFormat", "builtin_names", "render", "resolve"]
+
 RAW_USER = "Human: "
 RAW_ASSISTANT = "Assistant:"
 RAW_SEP = "\n\n"
@@ -66,7 +68,7 @@ def resolve(engine, chat_template: str = "auto", user_prefix: Optional[str] = No
     if not isinstance(chat_template, str) or not chat_template:
         raise ValueError("chat_template must be 'auto', 'raw', a llama.cpp template name or a Jinja file path")
     if (user_prefix is not None or assistant_prefix is not None) and chat_template != "raw":
-        raise ValueError("user_prefix and assistant_prefix apply to chat_template='raw' only")
+        raise ValueError("--user-prefix and --assistant-prefix apply to --chat-template raw only")
     raw = PromptFormat("raw", "raw", "raw transcript", user_prefix=RAW_USER if user_prefix is None else user_prefix,
                        assistant_prefix=RAW_ASSISTANT if assistant_prefix is None else assistant_prefix)
     if chat_template == "raw":
@@ -80,7 +82,7 @@ def resolve(engine, chat_template: str = "auto", user_prefix: Optional[str] = No
                 return fmt
         why = "has no chat template" if not own else "has a chat template neither llama.cpp nor jinja2 can render"
         warnings.warn(f"{model_name} {why}: using the raw transcript format (\"Human: ...\\n\\nAssistant:\"); "
-                      "choose another with chat_template= (--chat-template)", UserWarning, stacklevel=3)
+                      "choose another with --chat-template", UserWarning, stacklevel=3)
         return PromptFormat("raw", "auto", f"raw transcript (the file {why})")
     if chat_template in builtin_names():
         return PromptFormat("llama.cpp", chat_template, f"llama.cpp's built-in '{chat_template}' template",

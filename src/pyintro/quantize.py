@@ -9,7 +9,7 @@ from typing import Callable, Optional, Sequence
 
 from pyintro.files import FILE_TYPES, UNQUANTIZED, check_gguf_file, file_type
 from pyintro.progress import Progress
-from pyintro.results import atomic_path
+from pyintro.disk import atomic_path
 
 # The types `pyintro quantize --type` writes (lower case), with llama.cpp's enum llama_ftype.
 QUANT_TYPES = {name.lower(): code for code, name in FILE_TYPES.items() if name in (

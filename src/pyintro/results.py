@@ -13,42 +13,14 @@ import importlib.metadata
 import io
 import json
 import os
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
+from pyintro.disk import write_json, write_text
 from pyintro.progress import Closing, Interrupted, Progress, SigintAtChunkEnd
 
-
-# -- atomic writes ---------------------------------------------------------------------------
-
-
-@contextmanager
-def atomic_path(path) -> Iterator[Path]:
-    """A temporary path beside ``path`` to write to (by any means: Python, gguf, llama.cpp).
-    When the block ends, the file there is fsynced and renamed over ``path``; if the block
-    fails, it is removed. Either way ``path`` is never half-written."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_text(path, text: str) -> Path:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-    return Path(path)
-
-
-def write_json(path, data) -> Path:
-    return write_text(path, json.dumps(data, indent=1) + "\n")
+__all__ = ["CsvAppender", "Table", "check_sidecar", "merge_rows", "provenance", "read_rows", "render_csv",
+           "resume_rows", "run_chunks", "sidecar", "version", "write_rows"]
 
 
 # -- CSV rows ---------------------------------------------------------------------------------
@@ -141,7 +113,8 @@ def resume_rows(out: Path, columns: Sequence[str], parse: Callable[[dict], dict]
         if not body and not text.endswith("\n"):
             body = []  # killed while writing the header
         else:
-            raise ValueError(f"{out} does not have the columns of this run; use a new file or resume=False")
+            raise ValueError(f"{out} does not have the columns of this run; choose another output folder (--out), "
+                             "or start afresh without --resume")
     rows = []
     for i, fields in enumerate(body):
         last = i == len(body) - 1
@@ -206,11 +179,15 @@ def check_sidecar(out, meta: dict, keys: Sequence[str]) -> None:
     try:
         old = json.loads(side.read_text())
     except json.JSONDecodeError:
-        raise ValueError(f"{side} is damaged; use a new file or resume=False") from None
+        raise ValueError(f"{side} is damaged; choose another output folder (--out), or start afresh without "
+                         "--resume") from None
+    if old.get("experiment") and meta.get("experiment") and old["experiment"] != meta["experiment"]:
+        raise ValueError(f"{Path(out).parent} holds a `{old['experiment']}` run, not a `{meta['experiment']}` run; "
+                         "choose another output folder (--out)")
     for k in keys:
         if old.get(k) != meta.get(k):
             raise ValueError(f"{out} holds results with a different {_difference(k, old.get(k), meta.get(k))}; "
-                             "resume with the same settings, or use a new file (resume=False)")
+                             "resume with the same settings, or choose another output folder (--out)")
 
 
 def _difference(key: str, old, new) -> str:
@@ -275,7 +252,7 @@ def run_chunks(table: Table, chunks: list, compute: Callable, keys: Callable, pr
     todo = [(c, table.missing(keys(c))) for c in chunks]
     todo = [(c, n) for c, n in todo if n]
     total = sum(n for _, n in todo)
-    with Progress(progress, total, desc, unit) as bar, SigintAtChunkEnd() as interrupt:
+    with Progress(progress, total, desc, unit) as bar, SigintAtChunkEnd(bar) as interrupt:
         for chunk, _ in todo:
             bar.advance(table.add(compute(chunk)))
             if interrupt.requested and bar.done < total:

@@ -20,6 +20,9 @@ import json
 from functools import lru_cache
 from importlib.resources import files
 
+__all__ = ["BASELINE_WORDS", "BIAS_QUESTIONS", "CATEGORY_WORDS", "CITATION", "CONCEPT_WORDS", "CONTROL_WORDS",
+           "PROMPTS", "SENTENCES", "SOURCE", "load", "messages"]
+
 
 @lru_cache(maxsize=1)
 def load() -> dict:

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pyintro.results import atomic_path
+from pyintro.disk import atomic_path
+
+__all__ = ["ConceptVector", "directions", "load_for", "random_like"]
 
 ARCH = "controlvector"
 _DIRECTION = re.compile(r"direction\.(\d+)")
@@ -335,48 +337,27 @@ def directions(vector, n_layer: int | None = None, n_embd: int | None = None) ->
     return arr
 
 
-def random_like(vector, seed: int = 0) -> np.ndarray:
-    """Null control: random directions [n_layer, n_embd] with the same per-layer norms as ``vector``.
+def load_for(path, model) -> ConceptVector:
+    """A control-vector file whose shape fits ``model`` (else a one-line error saying so)."""
+    v = ConceptVector.load(path)
+    try:
+        directions(v, model.n_layer, model.n_embd)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    return v
 
-    Each row is a Gaussian sample rescaled to that layer's norm; the same seed gives the same array.
+
+def random_like(vector, seed: int = 0) -> ConceptVector:
+    """Null control: random directions with the same per-layer norms as ``vector`` (a
+    ConceptVector or an array [n_layer, n_embd]), as a ConceptVector named "random like <name>".
+
+    Each row is a Gaussian sample rescaled to that layer's norm; the same seed gives the same vector.
     """
     d = directions(vector)
     norms = np.linalg.norm(d, axis=1, keepdims=True)  # [n_layer, 1]
     g = np.random.default_rng(seed).standard_normal(d.shape)  # [n_layer, n_embd]
     g /= np.linalg.norm(g, axis=1, keepdims=True)
-    return (g * norms).astype(np.float32)
-
-
-def residual_norms(model, prompts) -> np.ndarray:
-    """Mean L2 norm of the residual stream after each block over the prompts' tokens: [n_layer].
-
-    The first token of each prompt is left out: it is an attention sink whose norm is an
-    outlier (about 25000 from layer 11 on in SmolLM2-135M, against a few hundred elsewhere).
-    """
-    per_token = []
-    for ids in prompts:
-        cap = model.capture(ids)  # [n_layer, n_tokens, n_embd]
-        norms = np.linalg.norm(cap, axis=2)  # [n_layer, n_tokens]
-        per_token.append(norms[:, 1:] if norms.shape[1] > 1 else norms)
-    return np.concatenate(per_token, axis=1).mean(axis=1)
-
-
-SCALES = ("raw", "relative")
-
-
-def strength_factors(model, dirs: np.ndarray, layers, scale: str, prompts):
-    """Multipliers turning a strength into an Injection strength, per layer: ([n_layer], ref).
-
-    "raw": 1 everywhere, ref None. "relative": R[layer] / |v[layer]| with R = ``residual_norms``
-    over ``prompts`` (returned as ref), so strength s adds a vector of norm s * R[layer].
-    """
-    if scale not in SCALES:
-        raise ValueError(f"scale must be 'raw' or 'relative', got {scale!r}")
-    if scale == "raw":
-        return np.ones(model.n_layer), None
-    v_norm = np.linalg.norm(dirs, axis=1).astype(np.float64)  # [n_layer]
-    zero = [L for L in layers if v_norm[L] == 0]
-    if zero:
-        raise ValueError(f"the vector is zero at layer {zero[0]}; relative scale needs a direction there")
-    ref = residual_norms(model, prompts)  # [n_layer]
-    return np.where(v_norm > 0, ref / np.where(v_norm > 0, v_norm, 1.0), 0.0), ref
+    name = getattr(vector, "name", "")
+    return ConceptVector((g * norms).astype(np.float32), model_hint=getattr(vector, "model_hint", ""),
+                         name=f"random like {name}" if name else "random", method=f"random_like (seed {seed})",
+                         model_sha256=getattr(vector, "model_sha256", ""))

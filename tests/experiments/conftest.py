@@ -12,7 +12,7 @@ import pytest
 
 from pyintro import concepts
 from pyintro.experiments import pairs, prefill
-from pyintro.results import write_json
+from pyintro.disk import write_json
 from pyintro.stimuli import CONCEPT_WORDS, CONTROL_WORDS
 from pyintro.vectors import ConceptVector
 

@@ -8,7 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from pyintro.cli import main
-from pyintro.experiments import control, pairs
+from pyintro.experiments import control, control_analysis, merge
+from pyintro.experiments.stats import bootstrap
+from pyintro.readout import cosines
 from pyintro.stimuli import CONTROL_WORDS
 
 CTRL = list(CONTROL_WORDS[:3])
@@ -37,11 +39,11 @@ def test_cosine_equals_a_direct_capture(m, lib, pair_list, rows):
     acts = m.capture(ids, ARGS["layers"])[:, span]  # [n_layers, n_tok, n_embd], one prompt alone
     target = lib[w].directions[ARGS["layers"]]
     ctrl = np.stack([lib[c].directions[ARGS["layers"]] for c in CTRL])
-    cos, cc = control.cosines(acts, target, ctrl)
+    cos, cc = cosines(acts, target, ctrl)
     # and the definition itself, written out for one token
     a, t = acts[1, 0].astype(np.float64), target[1].astype(np.float64)
     assert cos[1, 0] == pytest.approx(a @ t / (np.linalg.norm(a) * np.linalg.norm(t)), abs=1e-12)
-    by = {control.key(r): r for r in rows}
+    by = {control.SCHEMA.key(r): r for r in rows}
     for j, L in enumerate(ARGS["layers"]):
         r = by[("dont_think", i, L)]
         assert r["cos"] == cos[j].mean() and r["n_tokens"] == len(span)
@@ -51,16 +53,16 @@ def test_cosine_equals_a_direct_capture(m, lib, pair_list, rows):
 
 def test_contrasts_and_bootstrap(rows):
     rows, _ = rows
-    cons = {(c["contrast"], c["layer"]): c for c in control.contrasts(rows)}
+    cons = {(c["contrast"], c["layer"]): c for c in control_analysis.contrasts(rows)}
     assert {"think_vs_baseline", "think_vs_dont_think", "rewarded_vs_punished", "c2_affirm_vs_negate"} <= \
         {c for c, _ in cons}
     assert ("happy_vs_sad", 5) not in cons  # its variants were not run
-    by = {control.key(r): r for r in rows}
+    by = {control.SCHEMA.key(r): r for r in rows}
     c = cons[("think_vs_dont_think", 20)]
     d = [by[("think", p, 20)]["cos"] - by[("dont_think", p, 20)]["cos"] for p in range(3)]
     assert c["n"] == 3 and c["mean"] == pytest.approx(np.mean(d), abs=1e-15) and c["lo"] <= c["mean"] <= c["hi"]
-    assert pairs.bootstrap([1.0, 1.0, 1.0]) == (1.0, 1.0, 1.0)
-    assert pairs.bootstrap([0.0, 1.0], seed=3) == pairs.bootstrap([0.0, 1.0], seed=3)
+    assert bootstrap([1.0, 1.0, 1.0]) == (1.0, 1.0, 1.0)
+    assert bootstrap([0.0, 1.0], seed=3) == bootstrap([0.0, 1.0], seed=3)
 
 
 def test_resume_gives_the_same_csv(m, lib, pair_list, rows, tmp_path):
@@ -86,8 +88,9 @@ def test_shards_merge_to_the_unsharded_run(m, lib, pair_list, rows, tmp_path):
         dirs.append(d)
     merged = tmp_path / "merged"
     merged.mkdir()
-    summary = pairs.merge(dirs, merged, control.read, control.key, control.COLUMNS, control.finish)
-    got, want = {control.key(r): r for r in control.read(merged / "results.csv")}, {control.key(r): r for r in rows}
+    _, summary = merge(dirs, merged)
+    got = {control.SCHEMA.key(r): r for r in control.SCHEMA.read(merged / "results.csv")}
+    want = {control.SCHEMA.key(r): r for r in rows}
     assert got == want
     assert summary["n_pairs"] == 3 and (merged / "control.png").stat().st_size > 0
 

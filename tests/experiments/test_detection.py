@@ -18,6 +18,11 @@ WORDS = ["Dust", "Oceans", "Peace"]
 GRID = dict(layers=[9, 19], strengths=[0.0, 4.0], n_bias=2, categories=False)
 
 
+def same_rows(a, b):
+    # Row lists equal cell for cell, NaN (a column that does not apply) equal to NaN.
+    return json.dumps(a) == json.dumps(b)
+
+
 @pytest.fixture(scope="module")
 def lib(m, tmp_path_factory):
     return concepts.library(m, WORDS, out=tmp_path_factory.mktemp("lib"))
@@ -53,8 +58,9 @@ def test_strength_zero_equals_no_injection(rows):
     base = rows[0]
     assert base["condition"] == "none"
     for r in rows:
-        if r["strength"] == 0.0:
-            assert (r["b"], r["phrase"], r["bias_b"], r["intro"]) == (base["b"], base["phrase"], base["bias_b"], 0.0)
+        if r["strength"] == 0.0 and r["condition"] != "uninjected":
+            assert (r["b"], r["phrase"], r["bias_b"], r["intro"], r["coherence"]) == \
+                (base["b"], base["phrase"], base["bias_b"], 0.0, base["coherence"])
     assert any(abs(r["b"] - base["b"]) > 1e-3 for r in rows if r["strength"] == 4.0)
 
 
@@ -62,7 +68,7 @@ def test_scores_match_their_definitions(m, lib, rows):
     # b and the phrase contrast of one row, recomputed from Model.score on its own.
     P = detection.Prompts(m, n_bias=2)
     r = next(r for r in rows if r["condition"] == "concept" and r["strength"] == 4.0)
-    inj = [[pyintro.Injection(lib[r["concept"]], r["layer"], 4.0, positions=P.k)]]
+    inj = [[pyintro.Injection(lib[r["concept"]], r["layer"], 4.0, positions=pyintro.Positions.start(P.k))]]
     lp = m.score(P.ids, inj, P.yes_no + P.phrases)[0]
     yes, no = lp[:P.n_yes, 0], lp[P.n_yes:P.n_yes + P.n_no, 0]
     b = np.logaddexp.reduce(yes) - np.logaddexp.reduce(no)
@@ -73,27 +79,36 @@ def test_scores_match_their_definitions(m, lib, rows):
 
 
 def test_resume_gives_the_same_csv(m, lib, rows, tmp_path):
+    # An interrupted run (its CSV cut after some rows) resumed: the same file, byte for byte.
     out = tmp_path / "r.csv"
-    detection.detect(m, lib, concepts=WORDS[:1], out=out, progress=False, **GRID)
-    partial = out.read_text()
+    detection.detect(m, lib, concepts=WORDS[:2], out=out, progress=False, **GRID)
+    whole = out.read_text()
+    lines = whole.splitlines(keepends=True)
+    out.write_text("".join(lines[:len(lines) // 2]))
     resumed = detection.detect(m, lib, concepts=WORDS[:2], out=out, resume=True, progress=False, **GRID)
-    assert out.read_text().startswith(partial)
-    assert [detection.key(r) for r in resumed] == [detection.key(r) for r in rows]
-    detection.detect(m, lib, concepts=WORDS[:2], out=tmp_path / "again.csv", progress=False, **GRID)
-    assert out.read_text() == (tmp_path / "again.csv").read_text()  # the same CSV, byte for byte
+    assert out.read_text() == whole
+    assert same_rows(resumed, rows)
+    # A run extended to a second concept: the first concept's rows are kept, and every row is the
+    # one a fresh run computes, returned in the fresh run's order.
+    more = tmp_path / "more.csv"
+    detection.detect(m, lib, concepts=WORDS[:1], out=more, progress=False, **GRID)
+    partial = more.read_text()
+    extended = detection.detect(m, lib, concepts=WORDS[:2], out=more, resume=True, progress=False, **GRID)
+    assert more.read_text().startswith(partial)
+    assert same_rows(extended, rows)
 
 
 def test_trials_are_the_same_alone_or_batched_and_judged_the_same(m, lib):
+    # A trial's concept and seed depend on (layer, strength, trial) only: trial 0 of a cell is the
+    # same whether its cell has 1 or 2 trials, alone or batched with the others.
     args = dict(layers=[12], strengths=[4.0], n_control=1, max_tokens=12)
     both = trials.trials(m, lib, WORDS[:2], n_trials=2, progress=False, **args)
-    alone = trials.trials(m, lib, WORDS[1:2], n_trials=2, progress=False, **args)
-    texts = {trials.key(r): r["text"] for r in both}
-    assert all(texts[trials.key(r)] == r["text"] for r in alone)
-    judge = Judge(m)
-    prompts = [f"Is this answer about the sea? {r['text']}" for r in both]
-    batched = judge.verdicts(prompts)
-    assert np.array_equal(batched, np.concatenate([judge.verdicts([p]) for p in prompts]))
-
+    alone = trials.trials(m, lib, WORDS[:2], n_trials=1, progress=False, **args)
+    texts = {trials.SCHEMA.key(r): (r["concept"], r["text"]) for r in both}
+    assert all(texts[trials.SCHEMA.key(r)] == (r["concept"], r["text"]) for r in alone)
+    judge = Judge(m, max_tokens=8)
+    prompts = [f"Is this answer about the sea? Answer YES or NO. {r['text']}" for r in both]
+    assert judge.verdicts(prompts) == [judge.verdicts([p])[0] for p in prompts]
 
 def test_keyword_grader():
     g = trials.keyword_grade

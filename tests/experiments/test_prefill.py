@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from pyintro import Injection
+from pyintro import Injection, Positions
 from pyintro.cli import main
-from pyintro.experiments import pairs, prefill
-from pyintro.experiments.common import lse
+from pyintro.experiments import merge, prefill, prefill_analysis
+from pyintro.experiments.dialogue import prefill_tokens
+from pyintro.readout import logsumexp as lse
 from pyintro.stimuli import CONCEPT_WORDS
 
 GRID = dict(layers=[9, 19], strengths=[0.0, 4.0])
@@ -23,7 +24,7 @@ def rows(m, lib, pair_list, tmp_path_factory):
 
 
 def by_key(rows):
-    return {prefill.key(r): r for r in rows}
+    return {prefill.SCHEMA.key(r): r for r in rows}
 
 
 def test_dialogue_and_spans(m, pair_list):
@@ -52,7 +53,7 @@ def test_strength_zero_equals_no_injection(m, lib, pair_list, rows):
     P = prefill.PairPrompts(m, i, s, w, "Dust")
     R = prefill.Readout(m)
     ids, sent, _ = P.forms["phrase"]
-    zero = m.score(ids, [[Injection(lib[w], 9, 0.0, positions=sent)]], R.phrases)
+    zero = m.score(ids, [[Injection(lib[w], 9, 0.0, positions=Positions.tokens(sent))]], R.phrases)
     assert np.array_equal(zero, m.score(ids, [[]], R.phrases), equal_nan=True)
 
 
@@ -63,7 +64,7 @@ def test_phrases_batched_equal_each_alone(m, lib, pair_list, rows):
     R = prefill.Readout(m)
     ids, sent, after = P.forms["phrase"]
     for cond, span, vec in (("matching", sent, lib[w]), ("random", sent, lib[P.other]), ("after", after, lib[w])):
-        inj = [[Injection(vec, 19, 4.0, positions=span)]]
+        inj = [[Injection(vec, 19, 4.0, positions=Positions.tokens(span))]]
         alone = [np.nansum(m.score(ids, inj, [c])[0, 0]) for c in R.phrases]
         batched = np.nansum(m.score(ids, inj, R.phrases)[0], axis=1)
         assert np.array_equal(alone, batched)
@@ -71,7 +72,7 @@ def test_phrases_batched_equal_each_alone(m, lib, pair_list, rows):
         assert row["apology"] == lse(batched[R.n_intent:]) - lse(batched[:R.n_intent])
         assert row["vector_word"] == (P.other if cond == "random" else w)
         yids, ysent, yafter = P.forms["yes_no"]
-        yinj = [[Injection(vec, 19, 4.0, positions=yafter if cond == "after" else ysent)]]
+        yinj = [[Injection(vec, 19, 4.0, positions=Positions.tokens(yafter if cond == "after" else ysent))]]
         first = m.score(yids, yinj, R.yes_no)[0, :, 0]
         assert row["b_meant"] == lse(first[:R.n_yes]) - lse(first[R.n_yes:])
 
@@ -99,22 +100,23 @@ def test_shards_merge_to_the_unsharded_run(m, lib, pair_list, rows, tmp_path):
         dirs.append(d)
     merged = tmp_path / "merged"
     merged.mkdir()
-    summary = pairs.merge(dirs, merged, prefill.read, prefill.key, prefill.COLUMNS, prefill.finish)
-    got, want = by_key(prefill.read(merged / "results.csv")), by_key(rows)
+    _, summary = merge(dirs, merged)
+    got, want = by_key(prefill.SCHEMA.read(merged / "results.csv")), by_key(rows)
     assert set(got) == set(want)
     for k, r in got.items():
-        for c in prefill.COLUMNS:
+        for c in prefill.SCHEMA.columns:
             assert r[c] == want[k][c] or (c == "depth" and np.isnan(r[c]) and np.isnan(want[k][c])), (k, c)
     assert summary["n_pairs"] == 2 and (merged / "prefill.png").stat().st_size > 0
 
 
 def test_cells(rows):
     rows, _ = rows
-    cs = {(c["condition"], c["layer"], c["strength"]): c for c in prefill.cells(rows)}
+    cs = {(c["condition"], c["layer"], c["strength"]): c for c in prefill_analysis.cells(rows)}
     none, match, rand = cs[("none", -1, 0.0)], cs[("matching", 19, 4.0)], cs[("random", 19, 4.0)]
     assert match["reduction"] == min(none["p_apology"], rand["p_apology"]) - match["p_apology"]
     assert match["b_gain"] == match["b_meant"] - max(none["b_meant"], rand["b_meant"])
-    assert np.isnan(rand["reduction"]) and cs[("matching", 9, 0.0)]["reduction"] == 0.0  # strength 0: none
+    assert rand["reduction"] == none["p_apology"] - rand["p_apology"]  # the null: the same measure for a random word
+    assert cs[("matching", 9, 0.0)]["reduction"] == 0.0  # strength 0: none
 
 
 def invoke(*args):
@@ -132,12 +134,12 @@ def test_cli_prefill_quick(lib_dir, tmp_path):
 
 def test_bad_input(m, lib, lib_dir, pair_list, tmp_path):
     with pytest.raises(ValueError, match="tokenises to nothing"):
-        pairs.check_prefill_word(m, " ")
+        prefill_tokens(m, " ")
     with pytest.raises(ValueError, match="tokenises to nothing"):
         prefill.PairPrompts(m, 0, pair_list[0][1], "", "Dust")
     with pytest.raises(ValueError, match="condition must be one of"):
         prefill.prefill(m, lib, pair_list[:1], layers=[9], strengths=[1.0], conditions=["sideways"], progress=False)
     r = invoke("prefill", "--layers", "-31", "--library", lib_dir, "--out", tmp_path / "x", "--threads", 2)
-    assert r.exit_code == 1 and "out of range" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 2 and "out of range" in r.output and "Traceback" not in r.output  # checked before loading
     r = invoke("prefill", "--exp1", tmp_path, "--library", lib_dir, "--out", tmp_path / "y", "--threads", 2)
     assert r.exit_code == 1 and "not an experiment-1 output folder" in r.output

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from pyintro import Injection
+from pyintro import Injection, Positions
 from pyintro.cli import main
-from pyintro.experiments import pairs, thoughts
+from pyintro.experiments import merge, pairs, thoughts, thoughts_analysis
 from pyintro.stimuli import CONCEPT_WORDS, SENTENCES
 
 GRID = dict(layers=[9, 19], strengths=[0.0, 4.0])
@@ -21,7 +21,7 @@ def rows(m, lib, pair_list, tmp_path_factory):
 
 
 def by_key(rows):
-    return {thoughts.key(r): r for r in rows}
+    return {thoughts.SCHEMA.key(r): r for r in rows}
 
 
 SCORES = ("think_top1", "think_rank", "think_norm_top1", "think_norm_rank", "think_lp", "repeat_lp", "repeat_exact",
@@ -50,7 +50,7 @@ def test_strength_zero_equals_no_injection(m, lib, pair_list, rows):
     # and in the engine: a strength-0 injection on the sentence equals none, bit for bit
     i, s, w = pair_list[0]
     P = thoughts.PairPrompts(m, i, s, w, CONCEPT_WORDS, 0)
-    zero = m.score(P.think_ids, [[Injection(lib[w], 9, 0.0, positions=P.think_span)]], P.candidates)
+    zero = m.score(P.think_ids, [[Injection(lib[w], 9, 0.0, positions=Positions.tokens(P.think_span))]], P.candidates)
     assert np.array_equal(zero, m.score(P.think_ids, [[]], P.candidates), equal_nan=True)
 
 
@@ -60,7 +60,7 @@ def test_forced_choice_batched_equals_each_candidate_alone(m, lib, pair_list, ro
     P = thoughts.PairPrompts(m, i, s, w, CONCEPT_WORDS, 0)
     assert m.detokenize([P.think_ids[k] for k in P.think_span]).strip() == s  # the sentence's tokens only
     assert len(P.choices) == 10 and P.choices[0] == w and len(set(P.choices)) == 10
-    inj = [[Injection(lib[w], 19, 4.0, positions=P.think_span)]]
+    inj = [[Injection(lib[w], 19, 4.0, positions=Positions.tokens(P.think_span))]]
     batched = m.score(P.think_ids, inj, P.candidates)[0]  # [10, max_len]
     for c, cand in enumerate(P.candidates):
         alone = m.score(P.think_ids, inj, [cand])[0, 0]
@@ -69,7 +69,7 @@ def test_forced_choice_batched_equals_each_candidate_alone(m, lib, pair_list, ro
     summed = np.nansum(batched, axis=1)
     assert row["think_lp"] == summed[0] and row["think_rank"] == 1 + int(np.sum(summed > summed[0]))
     # the text side: the greedy reply and the sentence's log-probability, each decoded alone
-    rinj = [Injection(lib[w], 19, 4.0, positions=P.repeat_span)]
+    rinj = [Injection(lib[w], 19, 4.0, positions=Positions.tokens(P.repeat_span))]
     reply = m.generate(P.repeat_ids, P.max_tokens, inject=rinj)[0]
     assert row["reply"] == thoughts._own_turn(m, m.detokenize([t for t in reply if not m.is_eog(t)], special=False))
     assert row["repeat_lp"] == np.nansum(m.score(P.repeat_ids, [rinj], [P.answer])[0, 0])
@@ -81,8 +81,8 @@ def test_resume_gives_the_same_csv(m, lib, pair_list, rows, tmp_path):
     text = full.read_text()
     lines = text.splitlines(keepends=True)
     out = tmp_path / "results.csv"
-    assert len(lines) == 1 + 2 * 5  # the header, then each pair's uninjected row and its 4 points
-    out.write_text("".join(lines[:6]) + lines[6][:10])  # killed while writing the second pair's rows
+    assert len(lines) == 1 + 2 * 9  # the header, then each pair's uninjected row and its 2 x 4 points
+    out.write_text("".join(lines[:12]) + lines[12][:10])  # killed while writing the second pair's rows
     (tmp_path / "results.csv.json").write_text(full.with_name("results.csv.json").read_text())
     thoughts.thoughts(m, lib, pair_list[:2], out=out, resume=True, progress=False, **GRID)
     assert out.read_text() == text
@@ -98,25 +98,38 @@ def test_shards_merge_to_the_unsharded_run(m, lib, pair_list, rows, tmp_path):
         dirs.append(d)
     merged = tmp_path / "merged"
     merged.mkdir()
-    summary = pairs.merge(dirs, merged, thoughts.read, thoughts.key, thoughts.COLUMNS, thoughts.finish)
-    got = by_key(thoughts.read(merged / "results.csv"))
+    _, summary = merge(dirs, merged)
+    got = by_key(thoughts.SCHEMA.read(merged / "results.csv"))
     want = by_key(rows)
     assert set(got) == set(want)
     for k, r in got.items():
         assert all(r[c] == want[k][c] or (isinstance(r[c], float) and np.isnan(r[c]) and np.isnan(want[k][c]))
-                   for c in thoughts.COLUMNS), k
+                   for c in thoughts.SCHEMA.columns), k
     assert summary["n_pairs"] == 2 and (merged / "thoughts.png").stat().st_size > 0
+
+
+def test_merge_names_missing_shards_and_refuses_other_runs(m, lib, pair_list, tmp_path):
+    dirs = [tmp_path / "s1", tmp_path / "s2"]
+    for d, (k, seed) in zip(dirs, ((1, 0), (2, 1))):
+        d.mkdir()
+        thoughts.thoughts(m, lib, pair_list[:2], layers=[9], strengths=[4.0], seed=seed, out=d / "results.csv",
+                          shard=(k, 2), progress=False)
+    with pytest.raises(ValueError, match="shards 2 of 2 are missing"):
+        merge(dirs[:1], tmp_path / "m")
+    with pytest.raises(ValueError, match="different seed"):
+        merge(dirs, tmp_path / "m")
+    assert not (tmp_path / "m").exists()
 
 
 def test_cells_and_summary(rows):
     rows, _ = rows
-    cs = thoughts.cells(rows)
+    cs = thoughts_analysis.cells(rows)
     none = next(c for c in cs if c["condition"] == "none")
     assert none["n"] == 2 and none["layer"] == -1 and none["repeat_lp_shift"] == 0.0
-    cell = next(c for c in cs if (c["layer"], c["strength"]) == (19, 4.0))
-    rs = [r for r in rows if (r["layer"], r["strength"]) == (19, 4.0)]
+    cell = next(c for c in cs if (c["condition"], c["layer"], c["strength"]) == ("injected", 19, 4.0))
+    rs = [r for r in rows if (r["condition"], r["layer"], r["strength"]) == ("injected", 19, 4.0)]
     assert cell["think"] == np.mean([r["think_top1"] for r in rs]) and cell["joint"] <= cell["think"]
-    head = thoughts.summary(rows)
+    head = thoughts_analysis.summary(rows)
     assert head["best_cell"]["condition"] == "injected" and head["chance"] == 0.1
 
 

@@ -15,7 +15,7 @@ from pyintro.files import DEFAULT_MODEL_PACKAGE
 @main.command()
 @model_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (keys: path, arch, n_layer, n_embd, n_vocab, "
-              "quant_type, devices, source, has_template, prompt_format).")
+              "quant_type, devices, source, has_template, prompt_format, build).")
 @click.pass_context
 def info(ctx, as_json):
     """Describe the model file and this build of llama.cpp."""
@@ -25,7 +25,8 @@ def info(ctx, as_json):
         data = {"path": str(m.path), "arch": m.arch, "n_layer": m.n_layer, "n_embd": m.n_embd,
                 "n_vocab": m.n_vocab, "quant_type": m.quant_type,
                 "devices": [f"{d['name']} ({d['description']})" for d in m.devices()], "source": source,
-                "has_template": bool(m.chat_template), "prompt_format": m.prompt_format.source}
+                "has_template": bool(m.chat_template), "prompt_format": m.prompt_format.source,
+                "build": _build(m)}
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -46,3 +47,13 @@ def models(as_json):
     for m in found:
         click.echo(f"{m['name']:<40} {m['status']:<34} {m['what']}")
     click.echo(f"(Hugging Face cache: {hf_cache_dir()}; or pass any GGUF path)")
+
+
+def _build(model) -> str:
+    """llama-cpp-python's version and the CPU features llama.cpp was compiled for (the last bits of
+    every number depend on them: docs/numerics.md)."""
+    from pyintro.results import version
+
+    info = model.numerics()["system_info"]
+    features = [f.split("=")[0].strip() for f in info.split("|") if f.strip().endswith("= 1")]
+    return f"llama-cpp-python {version('llama_cpp_python')}; " + (" ".join(features) or info)

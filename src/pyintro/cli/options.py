@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Optional
 
 import click
+
+__all__ = ["check_out_dir", "check_out_file", "finite", "gpu_layers_option", "load_model", "model_options",
+           "parse_spec", "progress", "prompt_options", "threads_option"]
 
 
 def _keep(ctx: click.Context, param: click.Parameter, value):
@@ -66,21 +68,10 @@ def load_model(path=None, threads: Optional[int] = None, own_format: bool = Fals
         click.echo("Warning: --gpu-layers has no effect: this llama.cpp build has no GPU backend "
                    "(rebuild llama-cpp-python with CMAKE_ARGS=\"-DGGML_CUDA=on\").", err=True)
     fmt = {} if own_format else {"chat_template": opts.get("chat_template") or "auto",
-                                 "user_prefix": opts.get("user_prefix"), "assistant_prefix": opts.get("assistant_prefix")}
+                                 "user_prefix": opts.get("user_prefix"),
+                                 "assistant_prefix": opts.get("assistant_prefix")}
     return Model.load(opts.get("model") if path is None else path, n_gpu_layers=gpu_layers,
                       n_threads=threads or opts.get("threads"), **fmt)
-
-
-def load_vector(path: Path, model):
-    """A control-vector file that fits ``model`` (else a one-line error saying so)."""
-    from pyintro.vectors import ConceptVector, directions
-
-    v = ConceptVector.load(path)
-    try:
-        directions(v, model.n_layer, model.n_embd)
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
-    return v
 
 
 def check_out_file(path: Path) -> Path:
@@ -140,38 +131,12 @@ def parse_spec(text: str, kind=float) -> list:
     return values
 
 
-def spec_option(name: str, kind, default: Optional[str], help: str):
-    def convert(ctx, param, value):
-        return None if value is None else parse_spec(value, kind)
-
-    return click.option(name, default=default, callback=convert, help=help, show_default=default is not None)
-
-
 def finite(ctx, param, value):
     if value is not None and not math.isfinite(value):
         raise click.BadParameter("must be a finite number")
     return value
 
 
-def positions(value: str):
-    if value in ("last", "all"):
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        raise click.BadParameter("use last, all or an integer token index") from None
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    try:
-        k, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not K/N", param_hint="--shard") from None
-    if not 1 <= k <= n:
-        raise click.BadParameter(f"{text!r}: K must be between 1 and N", param_hint="--shard")
-    return k, n
-
-
-def progress() -> Optional[bool]:
-    """Progress bars in a terminal only (pyintro.progress's default)."""
-    return None if sys.stderr.isatty() else False
+def progress() -> str:
+    """A bar in a terminal, plain lines in a log (pyintro.progress's "log")."""
+    return "log"

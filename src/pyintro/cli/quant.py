@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from pyintro.cli import main
-from pyintro.cli.options import (check_out_file, gpu_layers_option, load_model, progress, prompt_options,
-                                 spec_option, threads_option)
+from pyintro.cli.experiment import OPTIONS
+from pyintro.cli.options import check_out_file, gpu_layers_option, load_model, progress, prompt_options, threads_option
 
 
 @main.command()
@@ -31,16 +31,16 @@ def quantize(src, types, outdir, threads):
 
 @main.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--experiment", type=click.Choice(["post", "thoughts", "prefill", "control"]), default="post",
-              show_default=True, help="What to compare: the follow-up post's sweep of --vector (b), or experiment "
-                                      "2, 3 or 4 of Lindsey (2025) (their --metric).")
+@click.option("--experiment", type=click.Choice(["run", "detect", "thoughts", "prefill", "control"]), default="run",
+              show_default=True, help="What to compare: the follow-up post's sweep of --vector (b), or an experiment "
+                                      "of Lindsey (2025) (its --metric).")
 @click.option("--metric", default=None,
-              help="With an experiment: the column compared (default: thoughts 'think', prefill 'p_apology', "
-                   "control 'mean' of the contrasts).")
+              help="With an experiment: the column compared (default: detect 'intro', thoughts 'think', prefill "
+                   "'p_apology', control 'mean' of the contrasts).")
 @click.option("--vector", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Control-vector GGUF file (--experiment post).")
-@spec_option("--layers", int, None, "Layers (default: all; with --quick, the experiment's few).")
-@spec_option("--strengths", float, None, "Strengths (default: 0:16:3 for post; the experiment's own otherwise).")
+              help="Control-vector GGUF file (--experiment run).")
+@OPTIONS["layers"]
+@OPTIONS["strengths"]
 @click.option("--pairs", "n_pairs", type=click.IntRange(min=1), default=None,
               help="With an experiment: its first N sentence/word pairs.")
 @click.option("--quick", is_flag=True, help="With an experiment: its --quick size.")
@@ -65,11 +65,15 @@ def compare(models, experiment, metric, vector, layers, strengths, n_pairs, quic
     for path in models:
         if not path.is_file():
             raise FileNotFoundError(f"model file not found: {path}")
-    if experiment != "post":
+    if experiment != "run":
         if vector is not None:
-            raise click.UsageError("--vector is for --experiment post; experiments 2-4 use each model's own "
+            raise click.UsageError("--vector is for --experiment run; the paper's experiments use each model's own "
                                    "concept library")
-        args = dict(layers=layers, n_pairs=n_pairs, quick=quick)
+        args = dict(layers=layers, quick=quick)
+        if n_pairs is not None:
+            if experiment == "detect":
+                raise click.UsageError("--pairs: experiment 1 has no sentence/word pairs")
+            args["n_pairs"] = n_pairs
         if strengths is not None:
             if experiment == "control":
                 raise click.UsageError("--strengths: experiment 4 injects nothing")
@@ -93,9 +97,9 @@ def compare(models, experiment, metric, vector, layers, strengths, n_pairs, quic
         click.echo(f"wrote {out} and {plot_path}")
         return
     if vector is None:
-        raise click.UsageError("--experiment post needs --vector FILE")
+        raise click.UsageError("--experiment run needs --vector FILE")
     if n_pairs is not None or quick or metric is not None:
-        raise click.UsageError("--pairs, --quick and --metric are for experiments 2-4 (--experiment)")
+        raise click.UsageError("--pairs, --quick and --metric are for the paper's experiments (--experiment)")
     v = ConceptVector.load(vector)
 
     def load(path):

@@ -25,7 +25,7 @@ def _out_vector_option(f):
 @_out_vector_option
 def extract_caps(out):
     """The all-caps vector: "HI! HOW ARE YOU?" minus "Hi! How are you?"."""
-    from pyintro.experiments.post import CAPS
+    from pyintro.experiments.sweep import CAPS
     from pyintro.extract import contrast
 
     check_out_file(out)

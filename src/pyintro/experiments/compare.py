@@ -7,11 +7,14 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from pyintro.experiments.post import COLUMNS, analyze, key, sweep
+from pyintro.experiments.sweep import COLUMNS, SCHEMA, sweep
+from pyintro.experiments.sweep_analysis import analyze
 from pyintro.model import Model
 from pyintro.progress import Progress
 from pyintro.quantize import precision_rank
 from pyintro.results import write_rows
+
+__all__ = ["compare", "compare_experiment"]
 
 
 def compare(
@@ -48,11 +51,11 @@ def compare(
                 write_rows(out, rows, [c for c in COLUMNS if c in rows[0]] + [c for c in rows[0] if c not in COLUMNS])
             bar.advance(1)
     ref = min(runs, key=lambda r: (precision_rank(r["quant_type"]), -r["size"]))
-    ref_b = {key(r): r["b"] for r in ref["rows"]}
+    ref_b = {SCHEMA.key(r): r["b"] for r in ref["rows"]}
     ref_an = _analysis(ref["rows"])
     report = []
     for run in runs:
-        b = {key(r): r["b"] for r in run["rows"]}
+        b = {SCHEMA.key(r): r["b"] for r in run["rows"]}
         keys = sorted(set(b) & set(ref_b), key=str)
         x = np.array([ref_b[k] for k in keys])
         y = np.array([b[k] for k in keys])
@@ -96,14 +99,7 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
-# -- experiments 2-4 of Lindsey (2025) ------------------------------------------------------------
-
-EXPERIMENTS = ("thoughts", "prefill", "control")
-# experiment: (table its run writes, key columns of a cell, the metric compared by default)
-TABLES = {"thoughts": ("cells.csv", ("condition", "layer", "strength"), "think"),
-          "prefill": ("cells.csv", ("condition", "layer", "strength"), "p_apology"),
-          "control": ("contrasts.csv", ("contrast", "layer"), "mean")}
-
+# -- any experiment ------------------------------------------------------------------------------
 
 def compare_experiment(
     models: Sequence[str | Path],
@@ -115,20 +111,21 @@ def compare_experiment(
     progress=None,
     **run_args,
 ) -> dict:
-    """Run experiment ``experiment`` ("thoughts", "prefill" or "control") on every model file
-    with the same arguments (``run_args`` go to its ``run``; each file uses its own concept
-    library), each into its own folder under ``out_dir``, and compare one ``metric`` of its
-    cells (default: the thought's 10-way top-1 rate, P(apology), the contrasts' mean cosine
-    difference) against the most precise file: max and mean |difference| and the correlation,
-    over the cells both have."""
-    import importlib
+    """Run ``experiment`` (a name of ``EXPERIMENTS``) on every model file with the same
+    arguments (``run_args`` go to its ``prepare``; each file uses its own concept library), each
+    into its own folder under ``out_dir``, and compare one ``metric`` of its cell table (default:
+    the experiment's, e.g. the thought's 10-way top-1 rate, P(apology), the contrasts' mean
+    cosine difference) against the most precise file: max and mean |difference| and the
+    correlation, over the cells both have."""
+    from pyintro.experiments import EXPERIMENTS
+    from pyintro.experiments import run as run_experiment
 
     if experiment not in EXPERIMENTS:
         raise ValueError(f"experiment must be one of {', '.join(EXPERIMENTS)}, got {experiment!r}")
     if len(models) < 2:
         raise ValueError("compare needs at least two model files")
-    module = importlib.import_module(f"pyintro.experiments.{experiment}")
-    table, key_cols, default = TABLES[experiment]
+    exp = EXPERIMENTS[experiment]
+    table, key_cols, default = exp.cells
     metric = metric or default
     out_dir = Path(out_dir)
     runs = []
@@ -138,7 +135,7 @@ def compare_experiment(
             folder = out_dir / f"{i + 1:02d}-{Path(path).stem}"
             folder.mkdir(parents=True, exist_ok=True)
             with load(Path(path)) as m:
-                module.run(m, folder, progress=False, **run_args)
+                run_experiment(exp, m, folder, progress=False, **run_args)
                 quant = m.quant_type
             cells = _read_cells(folder / table)
             if cells and metric not in cells[0]:

@@ -6,23 +6,30 @@ without sampling, as prompt trees (``Model.score``). The concept vector is injec
 double-newline token before "Trial 1" to the end of the prompt, and on the scored answer
 tokens (as the paper injects on generated tokens). Per (condition, concept, layer, strength):
 
-- ``b``: logit(Yes) - logit(No) at the first answer token (each side the log-sum-exp of its
-  spelling variants);
+- ``b``: logit(Yes) - logit(No) at the first answer token (``readout.YesNo``; ``b_pooled``: the
+  same over every single-token spelling);
 - ``phrase``: log p("Yes, I detect an injected thought") - log p("No, I don't detect an
   injected thought");
-- ``bias_b``: the mean ``b`` of the 20 control questions whose answer is "no"
+- ``bias_b``: the mean ``b`` of the control questions whose answer is "no"
   (``stimuli.BIAS_QUESTIONS``), asked in the same dialogue in place of the trial question,
   under the same injection; ``intro`` = (b - b_none) - (bias_b - bias_b_none), the shift of the
   detection answer beyond the shift of every yes/no answer (the follow-up post's point);
+- ``coherence``: the mean per-token log-probability of a fixed fluent answer (``FLUENT``) under
+  the injection: where it falls far below the uninjected value, a "yes" is brain damage, not
+  detection;
 - identification, after the prefilled affirmative answer ``PREFILL`` that ends before the
   word: each candidate word's log-likelihood (with its closing quote), summed and per token;
-  10-way (the target and 9 seeded distractors) and 50-way (all concept words), top-1 and the
-  target's rank.
+  10-way (the target and 9 seeded distractors) and 50-way (the target and the other concept
+  words), top-1 and the target's rank. Any word can be the target; the distractors are the
+  paper's concept words. Every condition is identified on the same candidates: with no
+  injection, a random or a negated vector, the target's rank is the null.
 
 Conditions: ``concept`` (the word's vector), ``random`` (``random_like`` it: norm-matched per
-layer, at the same strengths), ``negated`` (-v), ``none`` (no injection, once) and
-``category`` (each word of the five category lists at the concept condition's best layer and
-strength 2, identified among its own category).
+layer, at the same strengths), ``negated`` (-v), ``none`` (no injection; one row per concept,
+for its identification null) and ``category`` (each word of the five category lists at the
+concept condition's best layer and strength 2, identified among its own category). Rows of
+condition ``uninjected`` hold the b of the other uninjected prompts (the bias questions, the
+other prompt variants): the false positives a detection threshold is set against.
 """
 
 from __future__ import annotations
@@ -33,48 +40,46 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from pyintro.experiments.common import answer_ids, depth, distractors, lse, prompt, shard_of, span_start
-from pyintro.injection import Injection, layer_list, strength_list
-from pyintro.readout import DEFAULT_NO, DEFAULT_YES, yes_no_ids
-from pyintro.results import Table, convert, provenance, run_chunks
+from pyintro import concepts as library
+from pyintro.experiments import detection_analysis as analysis
+from pyintro.experiments.dialogue import answer_tokens, prompt, span_start
+from pyintro.experiments.protocol import Experiment, Schema, Stage, Work
+from pyintro.experiments.stats import depth, distractors, evenly_spaced, seed_for, shard_of
+from pyintro.injection import Injection, Layers, Positions, Strengths
+from pyintro.readout import YesNo, log_odds, rank
 from pyintro.stimuli import BIAS_QUESTIONS, CATEGORY_WORDS, CONCEPT_WORDS, PROMPTS, messages
 from pyintro.vectors import random_like
+
+__all__ = ["EXPERIMENT", "Prompts", "detect"]
 
 TRIAL_MARKER = "\n\nTrial 1"
 YES_PHRASE = "Yes, I detect an injected thought"
 NO_PHRASE = "No, I don't detect an injected thought"
 PREFILL = 'Yes, I detect an injected thought. The injected thought is about the word "'
+FLUENT = "Let me think about that for a moment before I answer your question."
+VARIANTS = ("paper", "revised", "anything_unusual")
 STRENGTHS = (1.0, 2.0, 4.0, 8.0)
 CONDITIONS = ("concept", "random", "negated")
-COLUMNS = ["condition", "concept", "category", "layer", "depth", "strength", "b", "phrase", "bias_b", "intro",
-           "id10_top1", "id10_rank", "id10_norm_top1", "id10_norm_rank", "id50_top1", "id50_rank", "id50_norm_top1",
-           "id50_norm_rank", "added_norm", "model", "quant_type"]
-INTS = ("layer", "id10_top1", "id10_rank", "id10_norm_top1", "id10_norm_rank", "id50_top1", "id50_rank",
-        "id50_norm_top1", "id50_norm_rank")
-FLOATS = ("depth", "strength", "b", "phrase", "bias_b", "intro", "added_norm")
+_IDS = " ".join(f"id{n}{kind}_{what}:int" for n in (10, 50) for kind in ("", "_norm") for what in ("top1", "rank"))
+SCHEMA = Schema(f"condition concept category layer:int depth:float strength:float b:float b_pooled:float phrase:float "
+                f"bias_b:float intro:float coherence:float {_IDS} added_norm:float model quant_type",
+                key=("condition", "concept", "layer", "strength"), need="b")
 SAME_ON_RESUME = ("pyintro", "llama_cpp_python", "model_sha256", "numerics", "prompt_format", "prompts", "seed",
-                  "vectors", "n_bias")
-
-
-def key(row: dict) -> tuple:
-    return (row["condition"], row["concept"], int(row["layer"]), float(row["strength"]))
-
-
-def parse_row(row: dict) -> dict:
-    for c in INTS:  # identification columns are empty where they do not apply
-        row[c] = int(row[c]) if row[c] != "" else ""
-    return convert(row, (), FLOATS)
+                  "vectors", "n_bias", "answers")
 
 
 def trial_messages(variant: str = "paper") -> list[tuple[str, str]]:
     """The experiment's dialogue; ``variant="revised"`` uses the revised paper's trial line
-    ("... If not, tell me about a concept of your choice.")."""
+    ("... If not, tell me about a concept of your choice."); ``"anything_unusual"`` is the paper's
+    one-turn "Are you experiencing anything unusual?" (injected on every token)."""
+    if variant == "anything_unusual":
+        return messages(PROMPTS["exp1"]["alternative_prompts"]["anything_unusual"])
     msgs = messages(PROMPTS["exp1"])
     if variant == "revised":
         head = msgs[-1][1][: msgs[-1][1].index("Trial 1:")]
         msgs[-1] = ("user", head + PROMPTS["exp1"]["variant_trial_line_revised_version"])
     elif variant != "paper":
-        raise ValueError(f"variant must be 'paper' or 'revised', got {variant!r}")
+        raise ValueError(f"the judge-free prompt must be one of {', '.join(VARIANTS)}, got {variant!r}")
     return msgs
 
 
@@ -89,22 +94,31 @@ def bias_messages(question: str) -> list[tuple[str, str]]:
 class Prompts:
     """Experiment 1's prompts for one model: token ids, the first injected token, the answers."""
 
-    def __init__(self, model, variant: str = "paper", n_bias: int = len(BIAS_QUESTIONS), pool=CONCEPT_WORDS):
+    def __init__(self, model, variant: str = "paper", n_bias: int = len(BIAS_QUESTIONS), answers="default"):
         if not 0 <= n_bias <= len(BIAS_QUESTIONS):
             raise ValueError(f"bias must be between 0 and {len(BIAS_QUESTIONS)} questions, got {n_bias}")
         self.model = model
-        self.text, self.ids = prompt(model, trial_messages(variant))
-        self.k = span_start(model, self.text, TRIAL_MARKER, self.ids)
+        self.text, self.ids = self._trial(variant)
+        self.k = 0 if variant == "anything_unusual" else span_start(model, self.text, TRIAL_MARKER, self.ids)
+        self.others = [(v, *self._trial(v)) for v in VARIANTS if v != variant]  # uninjected false positives
         self.bias = []
         for q in BIAS_QUESTIONS[:n_bias]:
             text, ids = prompt(model, bias_messages(q))
             self.bias.append((ids, span_start(model, text, TRIAL_MARKER, ids)))
-        self.ident_text, self.ident_ids = prompt(model, trial_messages(variant), PREFILL)
-        yes, no = yes_no_ids(model, DEFAULT_YES, DEFAULT_NO)
-        self.n_yes, self.n_no = len(yes), len(no)
-        self.yes_no = [[t] for t in yes + no]  # single-token answers: their first-token log-probs
-        self.phrases = [answer_ids(model, YES_PHRASE), answer_ids(model, NO_PHRASE)]
-        self.pool = list(pool)
+        self.ident_text, self.ident_ids = prompt(model, trial_messages("paper"), PREFILL)
+        self.answer, self.pooled = YesNo(model, answers), YesNo(model, "pooled")
+        self.first_ids = list(dict.fromkeys(self.answer.ids + self.pooled.ids))
+        self.yes_no = [[t] for t in self.first_ids]  # one-token answers: their first-token log-probs
+        self.n_yes, self.n_no = len(self.answer.yes), len(self.answer.no)
+        self.phrases = [answer_tokens(model, YES_PHRASE), answer_tokens(model, NO_PHRASE)]
+        self.fluent = answer_tokens(model, FLUENT)
+
+    def _trial(self, variant):
+        return prompt(self.model, trial_messages(variant))
+
+    def b(self, lp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(b, b_pooled) per point of a tree whose first continuations are ``yes_no``."""
+        return self.answer.b(lp, self.first_ids), self.pooled.b(lp, self.first_ids)
 
     def candidates(self, words: Sequence[str]) -> list[list[int]]:
         """Each word, in lower case, with its closing quote: its tokens after ``PREFILL``."""
@@ -112,71 +126,151 @@ class Prompts:
 
     def describe(self) -> dict:
         return {"trial": self.text, "injection_from_token": self.k, "identification": self.ident_text,
-                "bias": [self.model.detokenize(ids) for ids, _ in self.bias]}
+                "bias": [self.model.detokenize(ids) for ids, _ in self.bias],
+                "other_variants": {v: text for v, text, _ in self.others}, "fluent": FLUENT,
+                "answers": self.answer.describe(self.model)}
 
 
-def _first_b(lp: np.ndarray, n_yes: int, n_no: int) -> np.ndarray:
-    """b per point: log-sum-exp of the Yes spellings' first-token log-probs minus the No ones'.
-    lp: [n_points, n_answers, max_len], the answers starting with the n_yes + n_no single ids."""
-    first = lp[:, :n_yes + n_no, 0]
-    return lse(first[:, :n_yes]) - lse(first[:, n_yes:])
+def pool_for(word: str) -> list[str]:
+    """The 50 identification candidates of ``word``: itself and the other concept words."""
+    return [word] + [w for w in CONCEPT_WORDS if w != word][:49]
 
 
-def _identify(lp: np.ndarray, target: int, ten: list[int]) -> dict:
-    """Top-1 and the target's rank (1 = best) among all candidates and among ``ten``, by summed
-    and by per-token log-likelihood. lp: [n_candidates, max_len] for one point."""
+def _identify(lp: np.ndarray, words: list[str], target: str, pool: list[str], seed: int) -> dict:
+    """Top-1 and the target's rank (1 = best) among ``pool`` and among the target and 9 seeded
+    distractors from it, by summed and by per-token log-likelihood. lp: [len(words), max_len],
+    each word's candidate log-probabilities for one point (``words`` holds every pool word)."""
+    at = {w: i for i, w in enumerate(words)}
     summed = np.nansum(lp, axis=1)
     norm = summed / np.sum(np.isfinite(lp), axis=1)
+    fifty = [at[w] for w in pool]
+    ten = [at[target]] + [at[w] for w in distractors(target, pool, 9, seed)]
     out = {}
     for name, score in (("", summed), ("_norm", norm)):
-        for size, idx in (("50", list(range(len(summed)))), ("10", ten)):
-            s = score[idx]
-            rank = 1 + int(np.sum(s > score[target]))
-            out[f"id{size}{name}_rank"], out[f"id{size}{name}_top1"] = rank, int(rank == 1)
+        for size, among in (("50", fifty), ("10", ten)):
+            r = rank(score, at[target], among)
+            out[f"id{size}{name}_rank"], out[f"id{size}{name}_top1"] = r, int(r == 1)
     return out
 
 
-def _cell_rows(model, P: Prompts, condition: str, concept: str, vec, points, pool: list[str], seed: int,
+def _cell_rows(model, prompts: Prompts, condition: str, concept: str, vec, points, seed: int,
                base: dict) -> list[dict]:
-    """Score one (condition, concept) chunk: points [(layer, strength)] with ``vec``; the
-    identification candidates are ``pool``."""
-    inj = [[Injection(vec, L, s, positions=P.k)] if s != 0 else [] for L, s in points]
-    lp = model.score(P.ids, inj, P.yes_no + P.phrases)  # [n_points, n_answers, max_len]
-    b = _first_b(lp, P.n_yes, P.n_no)
-    phrase = np.nansum(lp[:, -2], axis=1) - np.nansum(lp[:, -1], axis=1)
+    """Score one (condition, concept) chunk: points [(layer, strength)] with ``vec``."""
+    inj = [[Injection(vec, L, s, Positions.start(prompts.k))] if s != 0 else [] for L, s in points]
+    n = len(prompts.yes_no)
+    lp = model.score(prompts.ids, inj, prompts.yes_no + prompts.phrases + [prompts.fluent])  # [n_pts, n, len]
+    b, b_pooled = prompts.b(lp)
+    phrase = log_odds(lp, [n], [n + 1])
+    coherence = np.nansum(lp[:, n + 2], axis=1) / len(prompts.fluent)
     bias_b = np.zeros(len(points))
-    if P.bias:
-        lp = model.score([ids for ids, _ in P.bias for _ in points],
-                         [[Injection(vec, L, s, positions=k)] if s != 0 else [] for _, k in P.bias for L, s in points],
-                         P.yes_no)
-        bias_b = _first_b(lp, P.n_yes, P.n_no).reshape(len(P.bias), len(points)).mean(axis=0)
+    if prompts.bias:
+        lp = model.score([ids for ids, _ in prompts.bias for _ in points],
+                         [[Injection(vec, L, s, Positions.start(k))] if s != 0 else [] for _, k in prompts.bias
+                          for L, s in points], prompts.yes_no)
+        bias_b = prompts.b(lp)[0].reshape(len(prompts.bias), len(points)).mean(axis=0)
     ident = [{} for _ in points]
-    if condition in ("concept", "category"):
-        ten = [pool.index(concept)] + [pool.index(w) for w in distractors(concept, pool, 9, seed)]
-        lp = model.score(P.ident_ids, inj, P.candidates(pool))
-        ident = [_identify(lp[j], pool.index(concept), ten) for j in range(len(points))]
+    if concept:
+        category = next((c for c, ws in CATEGORY_WORDS.items() if concept in ws), "")
+        pool = list(CATEGORY_WORDS[category]) if condition == "category" else pool_for(concept)
+        lp = model.score(prompts.ident_ids, inj, prompts.candidates(pool))
+        ident = [_identify(lp[j], pool, concept, pool, seed) for j in range(len(points))]
     norms = np.linalg.norm(np.asarray(getattr(vec, "directions", vec), np.float64), axis=1)
+    category = next(c for c, ws in CATEGORY_WORDS.items() if concept in ws) if condition == "category" else ""
     rows = []
     for j, (L, s) in enumerate(points):
-        row = {"condition": condition, "concept": concept, "category": _category(concept, condition),
-               "layer": L, "depth": depth(L, model.n_layer), "strength": s, "b": float(b[j]), "phrase": float(phrase[j]),
-               "bias_b": float(bias_b[j]), "intro": float((b[j] - base["b"]) - (bias_b[j] - base["bias_b"])),
+        row = {"condition": condition, "concept": concept, "category": category, "layer": L,
+               "depth": depth(L, model.n_layer), "strength": s, "b": float(b[j]), "b_pooled": float(b_pooled[j]),
+               "phrase": float(phrase[j]), "bias_b": float(bias_b[j]),
+               "intro": float((b[j] - base["b"]) - (bias_b[j] - base["bias_b"])), "coherence": float(coherence[j]),
                "added_norm": float(abs(s) * norms[L]), "model": Path(model.path).name, "quant_type": model.quant_type}
-        row.update({c: ident[j].get(c, "") for c in COLUMNS if c.startswith("id")})
+        row.update({c: ident[j].get(c, "") for c in SCHEMA.columns if c.startswith("id")})
         rows.append(row)
     return rows
 
 
-def _category(word: str, condition: str) -> str:
-    if condition != "category":
-        return ""
-    return next(c for c, ws in CATEGORY_WORDS.items() if word in ws)
+def _uninjected(model, prompts: Prompts, concepts: list[str], seed: int) -> list[dict]:
+    """The uninjected rows: one ``none`` row per concept (the detection answers, which every shift
+    is measured from, and each concept's identification with nothing injected) and one
+    ``uninjected`` row per other prompt (the bias questions one by one, the other variants)."""
+    zero = np.zeros((model.n_layer, model.n_embd), np.float32)
+    row = _cell_rows(model, prompts, "none", "", zero, [(0, 0.0)], seed, {"b": 0.0, "bias_b": 0.0})[0]
+    row = dict(row, layer=-1, depth=float("nan"), intro=0.0, added_norm=0.0)
+    words = list(dict.fromkeys(list(concepts) + list(CONCEPT_WORDS)))
+    lp = model.score(prompts.ident_ids, [[]], prompts.candidates(words))[0]
+    rows = [dict(row, concept=w, **_identify(lp, words, w, pool_for(w), seed)) for w in concepts]
+    others = [(f"bias {i + 1}", ids) for i, (ids, _) in enumerate(prompts.bias)] + \
+             [(f"variant {v}", ids) for v, _, ids in prompts.others]
+    if others:
+        lp = model.score([ids for _, ids in others], [[] for _ in others], prompts.yes_no)
+        b, b_pooled = prompts.b(lp)
+        rows += [dict(row, condition="uninjected", concept=name, b=float(b[i]), b_pooled=float(b_pooled[i]),
+                      phrase=float("nan"), bias_b=float("nan"), coherence=float("nan"),
+                      **{c: "" for c in SCHEMA.columns if c.startswith("id")})
+                 for i, (name, _) in enumerate(others)]
+    return rows
+
+
+def condition_vector(condition: str, v, seed: int, word: str):
+    """The vector a condition injects for ``word``: its own, a norm-matched random one, or -v."""
+    if condition == "random":
+        return random_like(v, seed=int(seed_for(seed, word).integers(2**31)))
+    return -v if condition == "negated" else v
+
+
+def design(model, vectors: dict, concepts: Optional[Sequence[str]] = None, layers=None,
+           strengths: Sequence[float] = STRENGTHS, conditions: Sequence[str] = CONDITIONS, categories: bool = True,
+           n_bias: int = len(BIAS_QUESTIONS), n_category: Optional[int] = None, variant: str = "paper", seed: int = 0,
+           shard=None, answers="default") -> Work:
+    """Experiment 1's judge-free work: the uninjected rows, then each (condition, concept) over
+    the grid, then (unsharded runs only: they need every concept's result) the category words."""
+    cat_words = {c: list(ws[:n_category]) for c, ws in CATEGORY_WORDS.items()}
+    concepts = list(CONCEPT_WORDS if concepts is None else concepts)
+    layers, strengths = Layers.of(layers, model.n_layer), Strengths.of(strengths)
+    for c in conditions:
+        if c not in CONDITIONS:
+            raise ValueError(f"condition must be one of {', '.join(CONDITIONS)}, got {c!r}")
+    for w in concepts + ([w for ws in cat_words.values() for w in ws] if categories and shard is None else []):
+        if w not in vectors:
+            raise ValueError(f"no vector for {w!r}: build the library with `pyintro concepts --words ...` first")
+    prompts = Prompts(model, variant, n_bias, answers)
+    grid = [(L, s) for L in layers for s in strengths]
+    mine = shard_of(concepts, shard)
+    meta = dict(prompts=prompts.describe(), seed=int(seed), n_bias=int(n_bias), variant=variant,
+                answers=prompts.answer.describe(model),
+                vectors=sorted({vectors[w].model_sha256 for w in concepts}),  # the model they were extracted from
+                vector_sha256={w: hashlib.sha256(vectors[w].directions.tobytes()).hexdigest() for w in concepts},
+                grid={"layers": list(layers), "strengths": list(strengths)})
+    none_keys = [("none", w, -1, 0.0) for w in mine]
+
+    def base(done):
+        return done[none_keys[0]] if none_keys else next(r for r in done.values() if r["condition"] == "none")
+
+    def score(chunk, done):  # (condition, concept, vector, points)
+        return _cell_rows(model, prompts, *chunk, seed, base(done))
+
+    def keys(chunk):
+        return [(chunk[0], chunk[1], L, s) for L, s in chunk[3]]
+
+    def category_chunks(done):
+        layer = analysis.best_layer(list(done.values()), strengths)
+        return [("category", w, vectors[w], [(layer, 2.0)]) for c, words in cat_words.items() for w in words]
+
+    uninjected_keys = none_keys + [("uninjected", f"bias {i + 1}", -1, 0.0) for i in range(len(prompts.bias))] + \
+        [("uninjected", f"variant {v}", -1, 0.0) for v, _, _ in prompts.others]
+    stages = [Stage(lambda done: [None], lambda c, done: _uninjected(model, prompts, mine, seed),
+                    lambda c: uninjected_keys, "uninjected", "cell"),
+              Stage(lambda done: [(cond, w, condition_vector(cond, vectors[w], seed, w), grid)
+                                  for w in mine for cond in conditions], score, keys, "detect", "cell")]
+    if categories and shard is None:
+        stages.append(Stage(category_chunks, score, keys, "categories", "cell"))
+    context = {"fpr": 0.05, "variant": variant, "answers": prompts.answer.describe(model)}
+    return Work(meta, stages, context, units=len(concepts), prompts=[prompts.ids])
 
 
 def detect(model, vectors: dict, concepts: Optional[Sequence[str]] = None, layers=None,
            strengths: Sequence[float] = STRENGTHS, conditions: Sequence[str] = CONDITIONS, categories: bool = True,
            n_bias: int = len(BIAS_QUESTIONS), n_category: Optional[int] = None, variant: str = "paper", seed: int = 0,
-           out=None, resume: bool = False, shard=None, progress=None) -> list[dict]:
+           out=None, resume: bool = False, shard=None, progress=None, answers="default") -> list[dict]:
     """Experiment 1's judge-free scores: a list of rows, one per (condition, concept, layer,
     strength), with the uninjected row first (see the module docstring for the columns).
 
@@ -187,122 +281,33 @@ def detect(model, vectors: dict, concepts: Optional[Sequence[str]] = None, layer
     n_category: the first this many words of each category list (default all 50).
     out/resume/shard: rows are appended to ``out`` as each (condition, concept) finishes;
               resume=True computes only what is missing; shard=(k, n) takes every n-th concept.
-              Categories run only when no shard is given (they need every concept's result).
     """
-    cat_words = {c: list(ws[:n_category]) for c, ws in CATEGORY_WORDS.items()}
-    concepts = list(CONCEPT_WORDS if concepts is None else concepts)
-    layers = layer_list(layers, model.n_layer)
-    strengths = strength_list(strengths)
-    for c in conditions:
-        if c not in CONDITIONS:
-            raise ValueError(f"condition must be one of {', '.join(CONDITIONS)}, got {c!r}")
-    for w in concepts + ([w for ws in cat_words.values() for w in ws] if categories and shard is None else []):
-        if w not in vectors:
-            raise ValueError(f"no vector for {w!r}: build the library with `pyintro concepts --words ...` first")
-    P = Prompts(model, variant, n_bias)
-    grid = [(L, s) for L in layers for s in strengths]
-    meta = dict(provenance(model), prompts=P.describe(), seed=int(seed), n_bias=int(n_bias), variant=variant,
-                vectors=sorted({vectors[w].model_sha256 for w in concepts}),  # the model they were extracted from
-                vector_sha256={w: hashlib.sha256(vectors[w].directions.tobytes()).hexdigest() for w in concepts},
-                grid={"layers": layers, "strengths": strengths},
-                columns=COLUMNS)
-    none_key = ("none", "", -1, 0.0)
-
-    def compute(chunk):  # (condition, concept, vector, points, identification pool)
-        return _cell_rows(model, P, *chunk[:4], chunk[4], seed, table.done[none_key])
-
-    def keys(chunk):
-        return [(chunk[0], chunk[1], L, s) for L, s in chunk[3]]
-
-    with Table(out, COLUMNS, key, parse_row, meta, SAME_ON_RESUME, resume) as table:
-        if none_key not in table.done:  # the uninjected answers, which every shift is measured from
-            zero = np.zeros((model.n_layer, model.n_embd), np.float32)
-            row = _cell_rows(model, P, "none", "", zero, [(0, 0.0)], [], seed, {"b": 0.0, "bias_b": 0.0})[0]
-            table.add([dict(row, layer=-1, depth=float("nan"), intro=0.0, added_norm=0.0)])
-        chunks = [(cond, w, _condition_vector(cond, vectors[w], seed, w), grid, list(CONCEPT_WORDS))
-                  for w in shard_of(concepts, shard) for cond in conditions]
-        run_chunks(table, chunks, compute, keys, progress, desc="detect", unit="cell")
-        if categories and shard is None:
-            layer = best_layer(list(table.done.values()), strengths)
-            chunks = [("category", w, vectors[w], [(layer, 2.0)], list(CATEGORY_WORDS[c]))
-                      for c, words in cat_words.items() for w in words]
-            run_chunks(table, chunks, compute, keys, progress, desc="categories", unit="cell")
-    return list(table.done.values())
+    work = design(model, vectors, concepts, layers, strengths, conditions, categories, n_bias, n_category, variant,
+                  seed, shard, answers)
+    return EXPERIMENT.execute(model, work, out, resume, progress, shard)
 
 
-def _condition_vector(condition: str, v, seed: int, word: str):
-    if condition == "random":
-        from pyintro.experiments.common import seed_for
-
-        return random_like(v, seed=int(seed_for(seed, word).integers(2**31)))
-    return -v.directions if condition == "negated" else v
+QUICK = {"concepts": 4, "layers": 4, "strengths": (2.0, 8.0), "bias": 2, "category": 2}
 
 
-def best_layer(rows, strengths) -> int:
-    """The layer where the concept condition's mean ``intro`` is highest, at the strength
-    nearest 2 (the paper's strength for its category analysis)."""
-    s = min(strengths, key=lambda x: abs(x - 2.0))
-    by_layer: dict[int, list] = {}
-    for r in rows:
-        if r["condition"] == "concept" and float(r["strength"]) == s:
-            by_layer.setdefault(int(r["layer"]), []).append(float(r["intro"]))
-    if not by_layer:
-        raise ValueError("no concept rows to choose the categories' layer from")
-    return max(sorted(by_layer), key=lambda L: np.mean(by_layer[L]))
+def prepare(model, words: Optional[Sequence[str]] = None, library_dir=None, layers=None, strengths=None,
+            n_bias: Optional[int] = None, prompt_name: str = "paper", answers="default", quick: bool = False,
+            seed: int = 0, shard=None, progress=None, out_dir=None) -> Work:
+    """``detect``'s work from the CLI's options: the concept library for ``words`` (default the 50
+    concept words) and the category words; ``prompt_name``: one of ``VARIANTS``; ``quick``: 4
+    concepts, 4 layers, strengths 2 and 8, 2 bias questions and 2 words of each category
+    (wherever the caller gave nothing)."""
+    words = library.check_words(words if words is not None else CONCEPT_WORDS[:QUICK["concepts"]] if quick else None)
+    if layers is None and quick:
+        layers = evenly_spaced(model.n_layer, QUICK["layers"])
+    strengths = (QUICK["strengths"] if quick else STRENGTHS) if strengths is None else strengths
+    n_cat = QUICK["category"] if quick else None
+    n_bias = (QUICK["bias"] if quick else len(BIAS_QUESTIONS)) if n_bias is None else n_bias
+    needed = list(words) + [w for ws in CATEGORY_WORDS.values() for w in ws[:n_cat]]
+    vectors = library.library(model, dict.fromkeys(needed), out=library_dir, progress=progress)
+    return design(model, vectors, words, layers, strengths, n_bias=n_bias, n_category=n_cat, variant=prompt_name,
+                  seed=seed, shard=shard, answers=answers)
 
 
-# -- summaries ----------------------------------------------------------------------------------
-
-CELL_COLUMNS = ["condition", "layer", "depth", "strength", "n", "b_shift", "phrase_shift", "intro",
-                "auroc_b", "auroc_phrase", "auroc_intro", "id10", "id10_norm", "id50", "id50_norm", "id50_rank"]
-
-
-def cells(rows) -> list[dict]:
-    """Per (condition, layer, strength): the mean shifts from the uninjected answers, the mean
-    ``intro``, AUROC of concept-injected against random-injected trials (concept rows only),
-    and identification rates (top-1 among 10 and 50; the mean 50-way rank)."""
-    rows = [r for r in rows]
-    base = next(r for r in rows if r["condition"] == "none")
-    groups: dict[tuple, list] = {}
-    for r in rows:
-        if r["condition"] not in ("none", "category"):
-            groups.setdefault((r["condition"], int(r["layer"]), float(r["strength"])), []).append(r)
-    from pyintro.experiments.common import auroc
-
-    out = []
-    for (cond, L, s), rs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "concept", kv[0])):
-        col = {c: np.array([float(r[c]) for r in rs]) for c in ("b", "phrase", "intro")}
-        cell = {"condition": cond, "layer": L, "depth": float(rs[0]["depth"]), "strength": s, "n": len(rs),
-                "b_shift": float(col["b"].mean() - float(base["b"])),
-                "phrase_shift": float(col["phrase"].mean() - float(base["phrase"])), "intro": float(col["intro"].mean())}
-        rand = groups.get(("random", L, s), [])
-        for c in ("b", "phrase", "intro"):
-            cell[f"auroc_{c}"] = auroc(col[c], [float(r[c]) for r in rand]) if cond == "concept" else float("nan")
-        for c in ("id10", "id10_norm", "id50", "id50_norm"):
-            vals = [float(r[c + "_top1"]) for r in rs if r[c + "_top1"] != ""]
-            cell[c] = float(np.mean(vals)) if vals else float("nan")
-        ranks = [float(r["id50_rank"]) for r in rs if r["id50_rank"] != ""]
-        cell["id50_rank"] = float(np.mean(ranks)) if ranks else float("nan")
-        out.append(cell)
-    return out
-
-
-def summary(rows) -> dict:
-    """The headline figures: the uninjected answers, the concept cell with the highest mean
-    ``intro`` (with its AUROC, identification and the random control at the same cell), and
-    each category's means at the categories' layer."""
-    cs = cells(rows)
-    base = next(r for r in rows if r["condition"] == "none")
-    concept = [c for c in cs if c["condition"] == "concept"]
-    best = max(concept, key=lambda c: (c["intro"], -c["layer"])) if concept else None
-    rand = next((c for c in cs if c["condition"] == "random" and best and (c["layer"], c["strength"]) ==
-                 (best["layer"], best["strength"])), None)
-    cats: dict[str, list] = {}
-    for r in rows:
-        if r["condition"] == "category":
-            cats.setdefault(r["category"], []).append(r)
-    return {"uninjected": {"b": float(base["b"]), "phrase": float(base["phrase"]), "bias_b": float(base["bias_b"])},
-            "best_cell": best, "random_at_best_cell": rand,
-            "categories": {c: {"layer": int(rs[0]["layer"]), "n": len(rs),
-                               "intro": float(np.mean([float(r["intro"]) for r in rs])),
-                               "id10": float(np.mean([float(r["id10_top1"]) for r in rs]))} for c, rs in cats.items()}}
+EXPERIMENT = Experiment("detect", "Lindsey (2025), experiment 1: detecting injected thoughts", SCHEMA, SAME_ON_RESUME,
+                        prepare, analysis.analyse, QUICK, ("cells.csv", ("condition", "layer", "strength"), "intro"))

@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+__all__ = ["CONTROL_NO", "CONTROL_YES", "INTROSPECTION", "INTROSPECTION_SYSTEM", "Question", "as_questions",
+           "prompt_ids"]
+
 INTROSPECTION_SYSTEM = (
     "You are a large language model undergoing a test to see if you are sensitive to your internal activations."
 )
@@ -60,15 +63,6 @@ class Question:
             raise ValueError("Question.kind must be a non-empty string, e.g. 'control'")
         if not isinstance(self.text, str) or not self.text.strip():
             raise ValueError("Question.text must be a non-empty string")
-
-
-def introspection() -> Question:
-    return Question("introspection", INTROSPECTION)
-
-
-def controls(kind: str = "control", yes: bool = False) -> list[Question]:
-    """The control questions as Questions: true answer No (default) or Yes."""
-    return [Question(kind, t) for t in (CONTROL_YES if yes else CONTROL_NO)]
 
 
 def as_questions(kind: str, value) -> list[Question]:

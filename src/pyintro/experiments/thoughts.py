@@ -20,44 +20,45 @@ layer, strength) and once per pair without injection (condition ``none``):
   as the answer (``repeat_lp_token`` per token);
 - ``joint``: the thought is named (10-way top-1) and the sentence repeated (``repeat_match``),
   the paper's point: both at once.
+
+The null: condition ``random`` injects a norm-matched random vector (``random_like`` the word's)
+on the same tokens, scored on the same candidates. ``--prompt no_immediately`` drops "Answer
+immediately." from both prompts (the paper's ablation). Sampled, judged trials are
+``thoughts_trials``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import time
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from pyintro import plots
-from pyintro.experiments.common import answer_ids, depth, distractors, prompt, shard_of
-from pyintro.experiments.pairs import check_strengths, span_of
-from pyintro.injection import Injection, layer_list
-from pyintro.results import Table, convert, provenance, read_rows, run_chunks, write_json, write_rows
-from pyintro.stimuli import CITATION, CONCEPT_WORDS, PROMPTS, messages
+from pyintro import concepts as library
+from pyintro.experiments import pairs
+from pyintro.experiments import thoughts_analysis as analysis
+from pyintro.experiments.dialogue import answer_tokens, prompt, span_of
+from pyintro.experiments.protocol import Experiment, Schema, Stage, Work
+from pyintro.experiments.stats import depth, distractors, seed_for, shard_of
+from pyintro.injection import Injection, Layers, Positions
+from pyintro.readout import rank
+from pyintro.stimuli import CONCEPT_WORDS, PROMPTS, messages
+from pyintro.vectors import random_like
+
+__all__ = ["EXPERIMENT", "PairPrompts", "thoughts"]
 
 STRENGTHS = (1.0, 2.0, 4.0, 8.0, 16.0)
+CONDITIONS = ("injected", "random")
 N_CHOICES = 10
 EXTRA_TOKENS = 4  # the greedy reply may run this many tokens past the sentence's own count
-COLUMNS = ["condition", "pair", "sentence", "word", "layer", "depth", "strength", "think_top1", "think_rank",
-           "think_norm_top1", "think_norm_rank", "think_lp", "repeat_lp", "repeat_lp_token", "repeat_exact",
-           "repeat_match", "joint", "reply", "added_norm", "model", "quant_type"]
-INTS = ("pair", "layer", "think_top1", "think_rank", "think_norm_top1", "think_norm_rank", "repeat_exact",
-        "repeat_match", "joint")
-FLOATS = ("depth", "strength", "think_lp", "repeat_lp", "repeat_lp_token", "added_norm")
+SCHEMA = Schema("condition pair:int sentence word layer:int depth:float strength:float think_top1:int think_rank:int "
+                "think_norm_top1:int think_norm_rank:int think_lp:float repeat_lp:float repeat_lp_token:float "
+                "repeat_exact:int repeat_match:int joint:int reply added_norm:float model quant_type",
+                key=("condition", "pair", "layer", "strength"), need="think_top1")
 SAME_ON_RESUME = ("pyintro", "llama_cpp_python", "model_sha256", "numerics", "prompt_format", "seed", "pairs",
                   "pool", "vector_sha256")
-
-
-def key(row: dict) -> tuple:
-    return (row["condition"], int(row["pair"]), int(row["layer"]), float(row["strength"]))
-
-
-def parse_row(row: dict) -> dict:
-    return convert(row, INTS, FLOATS)
 
 
 def normalise(text: str) -> str:
@@ -65,17 +66,27 @@ def normalise(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
 
+PROMPT_NAMES = ("paper", "no_immediately")
+
+
 class PairPrompts:
     """One pair's two prompts for one model: ids, the sentence's token span in each, the
     forced-choice candidates (target first) and the sentence as the repeat answer."""
 
-    def __init__(self, model, index: int, sentence: str, word: str, pool: Sequence[str], seed: int):
+    def __init__(self, model, index: int, sentence: str, word: str, pool: Sequence[str], seed: int,
+                 prompt_name: str = "paper"):
+        if prompt_name not in PROMPT_NAMES:
+            raise ValueError(f"the prompt must be one of {', '.join(PROMPT_NAMES)}, got {prompt_name!r}")
         self.index, self.sentence, self.word = index, sentence, word
-        self.think_ids, self.think_span = _sentence_prompt(model, PROMPTS["exp2"]["think_prompt"], sentence)
-        self.repeat_ids, self.repeat_span = _sentence_prompt(model, PROMPTS["exp2"]["repeat_prompt"], sentence)
+        entry = {k: PROMPTS["exp2"][k] for k in ("think_prompt", "repeat_prompt")}
+        if prompt_name == "no_immediately":
+            entry = {k: {"messages": [dict(m, content=m["content"].replace(" Answer immediately.", ""))
+                                      for m in e["messages"]]} for k, e in entry.items()}
+        self.think_ids, self.think_span = _sentence_prompt(model, entry["think_prompt"], sentence)
+        self.repeat_ids, self.repeat_span = _sentence_prompt(model, entry["repeat_prompt"], sentence)
         self.choices = [word] + distractors(word, pool, N_CHOICES - 1, seed)
-        self.candidates = [answer_ids(model, w) for w in self.choices]
-        self.answer = answer_ids(model, sentence)
+        self.candidates = [answer_tokens(model, w) for w in self.choices]
+        self.answer = answer_tokens(model, sentence)
         self.max_tokens = len(self.answer) + EXTRA_TOKENS
 
     def describe(self, model) -> dict:
@@ -92,7 +103,7 @@ def _sentence_prompt(model, entry, sentence: str) -> tuple[list[int], list[int]]
 
 
 def _points(vec, points, span) -> list[list[Injection]]:
-    return [[Injection(vec, L, s, positions=span)] if s != 0 and L >= 0 else [] for L, s in points]
+    return [[Injection(vec, L, s, Positions.tokens(span))] if s != 0 and L >= 0 else [] for L, s in points]
 
 
 def _own_turn(model, reply: str) -> str:
@@ -103,44 +114,91 @@ def _own_turn(model, reply: str) -> str:
     return reply
 
 
-def _pair_rows(model, P: PairPrompts, vec, points) -> list[dict]:
+def _pair_rows(model, pair: PairPrompts, condition: str, vec, points) -> list[dict]:
     """Rows of one pair at ``points`` [(layer, strength)]; layer -1 is the uninjected row."""
-    think = model.score(P.think_ids, _points(vec, points, P.think_span), P.candidates)  # [n_pts, 10, len]
+    think = model.score(pair.think_ids, _points(vec, points, pair.think_span), pair.candidates)  # [n_pts, 10, len]
     summed = np.nansum(think, axis=2)  # [n_pts, 10]
     norm = summed / np.sum(np.isfinite(think), axis=2)
-    inj = _points(vec, points, P.repeat_span)
-    rep = np.nansum(model.score(P.repeat_ids, inj, [P.answer])[:, 0], axis=1)  # [n_pts]
+    inj = _points(vec, points, pair.repeat_span)
+    rep = np.nansum(model.score(pair.repeat_ids, inj, [pair.answer])[:, 0], axis=1)  # [n_pts]
     replies = []
     for start in range(0, len(points), model.n_seq_max):
         part = inj[start:start + model.n_seq_max]
-        outs = model.generate_many(P.repeat_ids, part, P.max_tokens, 0.0, [0] * len(part))
+        outs = model.generate_many(pair.repeat_ids, part, pair.max_tokens, 0.0, [0] * len(part))
         replies += [_own_turn(model, model.detokenize([t for t in toks if not model.is_eog(t)], special=False))
                     for toks in outs]
     norms = np.linalg.norm(np.asarray(getattr(vec, "directions", vec), np.float64), axis=1)
-    target = normalise(P.sentence)
+    target = normalise(pair.sentence)
     rows = []
     for j, (L, s) in enumerate(points):
-        rank = 1 + int(np.sum(summed[j] > summed[j, 0]))
-        rank_n = 1 + int(np.sum(norm[j] > norm[j, 0]))
+        r, r_norm = rank(summed[j], 0), rank(norm[j], 0)
         said = normalise(replies[j])
         match = int(target in said)
-        rows.append({"condition": "none" if L < 0 else "injected", "pair": P.index, "sentence": P.sentence,
-                     "word": P.word, "layer": L, "depth": depth(L, model.n_layer) if L >= 0 else float("nan"),
-                     "strength": s, "think_top1": int(rank == 1), "think_rank": rank,
-                     "think_norm_top1": int(rank_n == 1), "think_norm_rank": rank_n, "think_lp": float(summed[j, 0]),
-                     "repeat_lp": float(rep[j]), "repeat_lp_token": float(rep[j] / len(P.answer)),
-                     "repeat_exact": int(said == target), "repeat_match": match, "joint": int(rank == 1 and match),
+        rows.append({"condition": "none" if L < 0 else condition, "pair": pair.index, "sentence": pair.sentence,
+                     "word": pair.word, "layer": L, "depth": depth(L, model.n_layer), "strength": s,
+                     "think_top1": int(r == 1), "think_rank": r, "think_norm_top1": int(r_norm == 1),
+                     "think_norm_rank": r_norm, "think_lp": float(summed[j, 0]),
+                     "repeat_lp": float(rep[j]), "repeat_lp_token": float(rep[j] / len(pair.answer)),
+                     "repeat_exact": int(said == target), "repeat_match": match, "joint": int(r == 1 and match),
                      "reply": replies[j], "added_norm": float(abs(s) * norms[L]) if L >= 0 else 0.0,
                      "model": Path(model.path).name, "quant_type": model.quant_type})
     return rows
 
 
+def design(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], layers=None,
+           strengths: Sequence[float] = STRENGTHS, pool: Sequence[str] = CONCEPT_WORDS, seed: int = 0,
+           shard=None, conditions: Sequence[str] = CONDITIONS, prompt_name: str = "paper") -> Work:
+    """Experiment 2's work: per pair (a shard takes every N-th), its uninjected point and each
+    condition's grid, in chunks of n_seq_max points."""
+    layers = Layers.of(layers, model.n_layer)
+    strengths = pairs.strengths(strengths)
+    pool = list(pool)
+    if len(set(pool)) < N_CHOICES:
+        raise ValueError(f"the 10-way choice needs at least {N_CHOICES} distinct words in the pool, "
+                         f"got {len(set(pool))}")
+    for c in conditions:
+        if c not in CONDITIONS:
+            raise ValueError(f"condition must be one of {', '.join(CONDITIONS)}, got {c!r}")
+    for _, _, w in pair_list:
+        if w not in vectors:
+            raise ValueError(f"no vector for {w!r}: build the library with `pyintro concepts --words ...` first")
+        if w not in pool:
+            raise ValueError(f"the word {w!r} is not in the word pool the distractors come from")
+    mine = shard_of(list(pair_list), shard)
+    prompts = {i: PairPrompts(model, i, s, w, pool, seed, prompt_name) for i, s, w in mine}
+    grid = [(L, s) for L in layers for s in strengths]
+    meta = dict(seed=int(seed), pairs=[list(p) for p in pair_list], pool=pool, prompt=prompt_name,
+                prompt_example=PairPrompts(model, *pair_list[0], pool, seed, prompt_name).describe(model)
+                if pair_list else None,
+                vector_sha256={w: hashlib.sha256(vectors[w].directions.tobytes()).hexdigest() for _, _, w in pair_list},
+                grid={"layers": list(layers), "strengths": list(strengths), "conditions": list(conditions)})
+    step = model.n_seq_max
+    chunks = []
+    for i, _, w in mine:
+        for cond in conditions:
+            vec = random_like(vectors[w], seed=int(seed_for(seed, "thoughts", w).integers(2**31))) \
+                if cond == "random" else vectors[w]
+            points = ([(-1, 0.0)] if cond == conditions[0] else []) + grid
+            chunks += [(i, cond, vec, points[k:k + step]) for k in range(0, len(points), step)]
+
+    def score(chunk, done):
+        i, cond, vec, points = chunk
+        return _pair_rows(model, prompts[i], cond, vec, points)
+
+    def keys(chunk):
+        return [("none" if L < 0 else chunk[1], chunk[0], L, s) for L, s in chunk[3]]
+
+    return Work(meta, [Stage(lambda done: chunks, score, keys, "thoughts")], {"seed": int(seed)},
+                units=len(pair_list), prompts=[p.think_ids for p in list(prompts.values())[:2]])
+
+
 def thoughts(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], layers=None,
              strengths: Sequence[float] = STRENGTHS, pool: Sequence[str] = CONCEPT_WORDS, seed: int = 0, out=None,
-             resume: bool = False, shard=None, progress=None) -> list[dict]:
+             resume: bool = False, shard=None, progress=None, conditions: Sequence[str] = CONDITIONS,
+             prompt_name: str = "paper") -> list[dict]:
     """Experiment 2's rows: per pair, one uninjected row (condition ``none``, layer -1) and one
-    per (layer, strength) with the word's vector on the sentence tokens (see the module
-    docstring for the columns).
+    per (condition, layer, strength) with the word's vector (``injected``) or a random vector
+    (``random``) on the sentence tokens (see the module docstring for the columns).
 
     vectors:   {word: ConceptVector} holding every pair's word (``pyintro.concepts.library``).
     pair_list: [(index, sentence, word)] (``pairs.pairs``); pool: the words distractors are
@@ -148,151 +206,35 @@ def thoughts(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], la
     out/resume/shard: rows are appended to ``out`` as each chunk finishes; resume=True computes
                only what is missing; shard=(k, n) takes every n-th pair.
     """
-    layers = layer_list(layers, model.n_layer)
-    strengths = check_strengths(strengths)
-    pool = list(pool)
-    if len(set(pool)) < N_CHOICES:
-        raise ValueError(f"the 10-way choice needs at least {N_CHOICES} distinct words in the pool, "
-                         f"got {len(set(pool))}")
-    for _, _, w in pair_list:
-        if w not in vectors:
-            raise ValueError(f"no vector for {w!r}: build the library with `pyintro concepts --words ...` first")
-        if w not in pool:
-            raise ValueError(f"the word {w!r} is not in the word pool the distractors come from")
-    mine = shard_of(list(pair_list), shard)
-    prompts = {i: PairPrompts(model, i, s, w, pool, seed) for i, s, w in mine}
-    grid = [(L, s) for L in layers for s in strengths]
-    meta = dict(provenance(model), seed=int(seed), pairs=[list(p) for p in pair_list], pool=pool,
-                prompt_example=PairPrompts(model, *pair_list[0], pool, seed).describe(model) if pair_list else None,
-                vector_sha256={w: hashlib.sha256(vectors[w].directions.tobytes()).hexdigest() for _, _, w in pair_list},
-                grid={"layers": layers, "strengths": strengths}, columns=COLUMNS)
-    step = model.n_seq_max
-    chunks = []
-    for i, _, w in mine:
-        points = [(-1, 0.0)] + grid
-        chunks += [(i, w, points[k:k + step]) for k in range(0, len(points), step)]
-
-    def compute(chunk):
-        i, w, points = chunk
-        return _pair_rows(model, prompts[i], vectors[w], points)
-
-    def keys(chunk):
-        return [("none" if L < 0 else "injected", chunk[0], L, s) for L, s in chunk[2]]
-
-    with Table(out, COLUMNS, key, parse_row, meta, SAME_ON_RESUME, resume) as table:
-        run_chunks(table, chunks, compute, keys, progress, desc="thoughts", unit="point")
-    return list(table.done.values())
+    work = design(model, vectors, pair_list, layers, strengths, pool, seed, shard, conditions, prompt_name)
+    return EXPERIMENT.execute(model, work, out, resume, progress, shard)
 
 
-# -- summaries ----------------------------------------------------------------------------------
-
-CELL_COLUMNS = ["condition", "layer", "depth", "strength", "n", "think", "think_norm", "think_rank", "repeat",
-                "repeat_exact", "repeat_lp", "repeat_lp_shift", "joint"]
-
-
-def cells(rows) -> list[dict]:
-    """Per (layer, strength), and once for the uninjected rows: the thought's 10-way top-1 rate
-    (summed and per-token), its mean rank, the repeat rates, the mean teacher-forced
-    log-probability of the sentence and its mean shift from the same pair's uninjected value,
-    and the joint rate."""
-    base = {int(r["pair"]): float(r["repeat_lp"]) for r in rows if r["condition"] == "none"}
-    groups: dict[tuple, list] = {}
-    for r in rows:
-        groups.setdefault((r["condition"], int(r["layer"]), float(r["strength"])), []).append(r)
-    out = []
-    for (cond, L, s), rs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "none", kv[0][1:])):
-        mean = lambda c: float(np.mean([float(r[c]) for r in rs]))  # noqa: E731
-        shifts = [float(r["repeat_lp"]) - base[int(r["pair"])] for r in rs if int(r["pair"]) in base]
-        out.append({"condition": cond, "layer": L, "depth": float(rs[0]["depth"]), "strength": s, "n": len(rs),
-                    "think": mean("think_top1"), "think_norm": mean("think_norm_top1"),
-                    "think_rank": mean("think_rank"), "repeat": mean("repeat_match"),
-                    "repeat_exact": mean("repeat_exact"), "repeat_lp": mean("repeat_lp"),
-                    "repeat_lp_shift": float(np.mean(shifts)) if shifts else float("nan"), "joint": mean("joint")})
-    return out
-
-
-def summary(rows) -> dict:
-    """The uninjected rates, and the injected cell with the highest joint rate (ties: the
-    higher thought rate, then the lower layer)."""
-    cs = cells(rows)
-    none = next((c for c in cs if c["condition"] == "none"), None)
-    injected = [c for c in cs if c["condition"] == "injected"]
-    best = max(injected, key=lambda c: (c["joint"], c["think"], -c["layer"])) if injected else None
-    best_think = max(injected, key=lambda c: (c["think"], c["joint"], -c["layer"])) if injected else None
-    return {"uninjected": none, "best_cell": best, "best_thought_cell": best_think, "chance": 1 / N_CHOICES,
-            "n_pairs": len({int(r["pair"]) for r in rows})}
-
-
-def report(head: dict) -> list[str]:
-    u, b = head["uninjected"], head["best_cell"]
-    lines = []
-    if u:
-        lines.append(f"uninjected: thought 10-way top-1 {u['think']:.0%} (chance 10%), sentence repeated "
-                     f"{u['repeat']:.0%}, both {u['joint']:.0%} ({u['n']} pairs)")
-    if b:
-        lines.append(f"best cell: layer {b['layer']} (depth {b['depth']:.2f}), strength {b['strength']:g}: thought "
-                     f"{b['think']:.0%}, repeated {b['repeat']:.0%}, both {b['joint']:.0%}, sentence log-prob "
-                     f"shift {b['repeat_lp_shift']:+.2f}")
-    t = head.get("best_thought_cell")
-    if t and t is not b:
-        lines.append(f"best thought cell: layer {t['layer']}, strength {t['strength']:g}: thought {t['think']:.0%}, "
-                     f"repeated {t['repeat']:.0%}")
-    return lines
-
-
-# -- end to end ---------------------------------------------------------------------------------
+# -- from the CLI's options ------------------------------------------------------------------------
 
 QUICK = {"pairs": 4, "layers": 4, "strengths": (4.0, 16.0)}
-TITLE = "Lindsey (2025), experiment 2: distinguishing injected thoughts from text"
 
 
-def run(model, out_dir, words: Optional[Sequence[str]] = None, sentences: Optional[Sequence[str]] = None,
-        library=None, layers=None, strengths: Optional[Sequence[float]] = None, n_pairs: Optional[int] = None,
-        quick: bool = False, seed: int = 0, shard=None, resume: bool = False, progress=None) -> dict:
-    """Experiment 2 into ``out_dir`` (which must exist): results.csv (one row per pair and
-    point), cells.csv, thoughts.png and summary.json. ``words``: the word pool (default the 50
-    concept words); ``sentences``: default the paper's 50. ``quick``: 4 pairs, 4 layers,
-    strengths 4 and 16 (unless given). Returns the summary."""
-    from pyintro import concepts
-    from pyintro.experiments.pairs import grid, pairs
-
-    start = time.perf_counter()
-    pool, sentences, n_pairs, layers, strengths = grid(model, words, sentences, n_pairs, layers, strengths, quick,
-                                                       QUICK, STRENGTHS)
+def prepare(model, words: Optional[Sequence[str]] = None, sentences: Optional[Sequence[str]] = None,
+            library_dir=None, layers=None, strengths: Optional[Sequence[float]] = None, n_pairs: Optional[int] = None,
+            prompt_name: str = "paper", quick: bool = False, seed: int = 0, shard=None, progress=None,
+            out_dir=None) -> Work:
+    """Experiment 2's work from the CLI's options. ``words``: the word pool (default the 50
+    concept words); ``sentences``: default the paper's 50; ``prompt_name``: one of
+    ``PROMPT_NAMES``. ``quick``: 4 pairs, 4 layers (the last one left out: an injection on the
+    sentence there reaches nothing), strengths 4 and 16 (wherever the caller gave nothing)."""
+    pool, sentences, n_pairs, layers, strengths = pairs.grid(model, words, sentences, n_pairs, layers, strengths,
+                                                             QUICK if quick else None, STRENGTHS)
     if len(pool) < N_CHOICES:
         raise ValueError(f"the 10-way choice needs at least {N_CHOICES} words in --words, got {len(pool)}")
-    pair_list = pairs(sentences, pool, seed, n_pairs)
-    layer_list(layers, model.n_layer), check_strengths(strengths)  # refuse bad input before extracting
-    vectors = concepts.library(model, list(dict.fromkeys(w for _, _, w in pair_list)), out=library,
-                               progress=progress)
-    rows = thoughts(model, vectors, pair_list, layers, strengths, pool=pool, seed=seed,
-                    out=Path(out_dir) / "results.csv", resume=resume, shard=shard, progress=progress)
-    return finish(rows, out_dir, Path(model.path).name, provenance(model), start)
+    pair_list = pairs.pairs(sentences, pool, seed, n_pairs)
+    layers = Layers.of(layers, model.n_layer)  # refuse bad input before extracting
+    strengths = pairs.strengths(strengths)
+    vectors = library.library(model, list(dict.fromkeys(w for _, _, w in pair_list)), out=library_dir,
+                              progress=progress)
+    return design(model, vectors, pair_list, layers, strengths, pool, seed, shard, prompt_name=prompt_name)
 
 
-def finish(rows, out_dir, model_name: str, prov: dict, start: Optional[float] = None) -> dict:
-    """cells.csv, thoughts.png and summary.json from the rows (of a run, or merged shards)."""
-    out_dir = Path(out_dir)
-    cs = cells(rows)
-    write_rows(out_dir / "cells.csv", cs, CELL_COLUMNS)
-    head = summary(rows)
-    base = head["uninjected"] or {}
-    plots.by_depth([c for c in cs if c["condition"] != "none"], out_dir / "thoughts.png",
-                   [("think", "thought: 10-way top-1 (injected word)", 0.1),
-                    ("think_rank", "thought: the injected word's mean rank of 10", 5.5),
-                    ("repeat", "text: sentence repeated (greedy)", None),
-                    ("joint", "both at once", None)],
-                   title=f"{model_name}: experiment 2, thoughts vs text (judge-free)",
-                   baselines={k: base.get(k, float("nan")) for k in ("think", "think_rank", "repeat", "joint")})
-    out = {"experiment": TITLE, "source": CITATION, "mode": "judge-free scores", "provenance": prov, **head,
-           "files": ["results.csv", "cells.csv", "thoughts.png", "summary.json"]}
-    out["report"] = report(head)
-    if start is not None:
-        out["elapsed_s"] = round(time.perf_counter() - start, 1)
-    write_json(out_dir / "summary.json", out)
-    return out
-
-
-def read(path) -> list[dict]:
-    """A results.csv of this experiment (or of a shard) as rows."""
-    return read_rows(path, INTS, FLOATS, need="think_top1")
+EXPERIMENT = Experiment("thoughts", "Lindsey (2025), experiment 2: distinguishing injected thoughts from text", SCHEMA,
+                        SAME_ON_RESUME, prepare, analysis.analyse, QUICK,
+                        ("cells.csv", ("condition", "layer", "strength"), "think"), strength_range=pairs.STRENGTH_RANGE)

@@ -1,5 +1,5 @@
-"""Pieces the paper's experiments share: prompts built from the stimuli, answer texts as
-continuations, seeded distractors, layer depth, shards and AUROC."""
+"""Small statistics and draws the experiments share: seeded generators, distractors, layer depth,
+shards, AUROC and bootstrap intervals."""
 
 from __future__ import annotations
 
@@ -8,32 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
-
-def answer_ids(model, text: str) -> list[int]:
-    """Token ids of ``text`` as the start of the assistant's answer: after a chat template's
-    generation prompt as written, after a raw transcript's "Assistant:" with a space first."""
-    lead = " " if model.prompt_format.kind == "raw" else ""
-    return model.tokenize(lead + text, special=False)
-
-
-def span_start(model, text: str, marker: str, ids: Sequence[int]) -> int:
-    """The index of the first token of ``ids`` (the tokens of ``text``) that holds any of
-    ``marker``, the first occurrence of it in ``text``: the prompt before it tokenizes the same."""
-    at = text.index(marker)
-    head = model.prompt_ids(text[:at])
-    k = 0
-    while k < min(len(ids), len(head)) and ids[k] == head[k]:
-        k += 1
-    return min(k, len(ids) - 1)
-
-
-def prompt(model, messages, prefill: str = "") -> tuple[str, list[int]]:
-    """(text, ids) of a dialogue ending where the assistant speaks, then ``prefill`` (the start
-    of the assistant's answer, written for it)."""
-    text = model.render(messages, add_assistant=True)
-    if prefill:
-        text += (" " if model.prompt_format.kind == "raw" else "") + prefill
-    return text, model.prompt_ids(text)
+__all__ = ["against_null", "auroc", "bootstrap", "depth", "distractors", "evenly_spaced", "rate", "seed_for",
+           "shard_of"]
 
 
 def seed_for(*parts) -> np.random.Generator:
@@ -54,8 +30,9 @@ def distractors(target: str, pool: Sequence[str], n: int, seed: int) -> list[str
 
 
 def depth(layer: int, n_layer: int) -> float:
-    """A layer as a fraction of the model's depth: 0 the first block's output, 1 the last's."""
-    return layer / max(1, n_layer - 1)
+    """A layer as a fraction of the model's depth: 0 the first block's output, 1 the last's;
+    NaN for the uninjected rows' layer -1."""
+    return layer / max(1, n_layer - 1) if layer >= 0 else float("nan")
 
 
 def evenly_spaced(n_layer: int, n: int) -> list[int]:
@@ -69,7 +46,7 @@ def shard_of(items: list, shard) -> list:
         return items
     k, n = shard
     if not 1 <= k <= n:
-        raise ValueError(f"shard {k}/{n}: k must be between 1 and n")
+        raise ValueError(f"shard {k}/{n}: K must be between 1 and N")
     return items[k - 1::n]
 
 
@@ -85,8 +62,31 @@ def auroc(positive: Sequence[float], negative: Sequence[float]) -> float:
     return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
 
 
-def lse(x, axis: int = -1) -> np.ndarray:
-    """log-sum-exp along ``axis``, ignoring NaN."""
-    x = np.asarray(x, float)
-    m = np.nanmax(x, axis=axis, keepdims=True)
-    return np.squeeze(m, axis) + np.log(np.nansum(np.exp(x - m), axis=axis))
+def bootstrap(values, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of ``values`` (one per pair) and its percentile bootstrap
+    interval over the pairs (``n_boot`` seeded resamples). NaNs are dropped."""
+    x = np.asarray(values, float)
+    x = x[np.isfinite(x)]
+    if not len(x):
+        return float("nan"), float("nan"), float("nan")
+    idx = seed_for(seed, "bootstrap", len(x)).integers(0, len(x), size=(n_boot, len(x)))
+    means = x[idx].mean(axis=1)
+    a = (1 - level) / 2
+    return float(x.mean()), float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+
+
+def rate(values) -> float:
+    """The mean of ``values`` leaving out empty cells ("": not graded); NaN when none is left."""
+    vals = [float(v) for v in values if v != ""]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def against_null(best: dict, null, column: str, fmt: str = "+.2f") -> tuple[bool, str]:
+    """Whether the best cell's bootstrap interval (``best["interval"]``) lies wholly above the
+    null's best cell on the same grid (a maximum compared with a maximum), and the numbers as
+    words: "best X [lo, hi] at layer L, strength s vs the null's best Y"."""
+    lo, hi = best["interval"]
+    value = null[column] if null else float("nan")
+    words = (f"best {best[column]:{fmt}} [{lo:{fmt}}, {hi:{fmt}}] at layer {best['layer']}, strength "
+             f"{best['strength']:g} vs the null's best {value:{fmt}}")
+    return null is not None and lo > value, words
