@@ -201,7 +201,7 @@ def _points(model, n: int, seed: int = 3) -> list:
     for i in range(n):
         v = rng.standard_normal(model.n_embd).astype(np.float32)
         out.append([pyintro.Injection(v, int(rng.integers(0, model.n_layer)), float(rng.uniform(0.5, 3.0)),
-                                      "last" if i % 2 else 6)])
+                                      "last" if i % 2 else pyintro.Positions.start(6))])
     return out
 
 
@@ -226,12 +226,13 @@ def check_tree(model) -> None:
 
     v = direction(model.n_embd, seed=4)
     conts = [[3, 17, 40], [5], [22, 9]]
-    branches = [(IDS, [pyintro.Injection(v, 0, 2.0, 6)]), (IDS, []),
+    branches = [(IDS, [pyintro.Injection(v, 0, 2.0, pyintro.Positions.start(6))]), (IDS, []),
                 (IDS[:8], [pyintro.Injection(v, model.n_layer - 1, 1.5, "last")])]
     lp = model.score([b[0] for b in branches], [b[1] for b in branches], conts)
     for j, (ids, inject) in enumerate(branches):
         # "last" continues onto the continuation: in the whole sequence, "from token len(ids) - 1 on"
-        inject = [dataclasses.replace(i, positions=len(ids) - 1) if i.positions == "last" else i for i in inject]
+        inject = [dataclasses.replace(i, positions=pyintro.Positions.start(len(ids) - 1)) if i.positions.kind == "last"
+                  else i for i in inject]
         for c, cont in enumerate(conts):
             full = ids + cont
             logits = model.logits(full, inject=inject, rows=list(range(len(ids) - 1, len(full) - 1)))
@@ -248,7 +249,7 @@ def check_generate(model) -> None:
 
     v = direction(model.n_embd, seed=6)
     pts = [[pyintro.Injection(v, 0, 3.0)], [], [pyintro.Injection(-v, model.n_layer - 1, 2.0, "all")],
-           [pyintro.Injection(2 * v, 1 % model.n_layer, 1.0, 6)]]
+           [pyintro.Injection(2 * v, 1 % model.n_layer, 1.0, pyintro.Positions.start(6))]]
     for temperature, seeds in ((0.0, [None] * 4), (1.0, [11, 12, 13, 14])):
         together = model.generate_many(IDS, pts, 12, temperature=temperature, seeds=seeds)
         alone = [model.generate_many(IDS, [p], 12, temperature=temperature, seeds=[s])[0] for p, s in zip(pts, seeds)]
@@ -266,7 +267,7 @@ def check_recovers(model) -> None:
 
     points = _points(model, 3, seed=8)
     before, captured = model.points(IDS, points), model.capture(IDS)  # capture: from an empty state
-    for strength, where in ((1e30, "all"), (3e38, "all"), (3e38, 6)):
+    for strength, where in ((1e30, "all"), (3e38, "all"), (3e38, pyintro.Positions.start(6))):
         with pytest.raises(RuntimeError, match="overflowed"):
             model.points(IDS, [[pyintro.Injection(direction(model.n_embd), 0, strength, where)]] * 3)
         assert np.array_equal(model.capture(IDS), captured), "a failed call changed a later decode"

@@ -14,7 +14,7 @@ import pytest
 from tiny_models import tiny_chat
 
 import pyintro
-from pyintro import Injection
+from pyintro import Injection, Positions
 from pyintro.experiments.sweep import sweep
 from pyintro.model import Settings
 
@@ -53,7 +53,7 @@ def test_points_alone_equal_points_in_a_batch(hybrid, vectors):
     ids = hybrid.chat(USER)
     yes_no = [hybrid.tokenize("Yes")[0], hybrid.tokenize("No")[0]]
     points = [[Injection(vectors, il, s, where)] for il in range(hybrid.n_layer) for s, where in
-              ((1.0, "last"), (3.0, len(ids) - 5), (6.0, "all"))]
+              ((1.0, "last"), (3.0, Positions.start(len(ids) - 5)), (6.0, "all"))]
     together = hybrid.points(ids, points, vocab_ids=yes_no)
     with pyintro.Model.load(hybrid.path, n_threads=2, n_ctx=1024, settings=Settings(reuse_prefix=False)) as fresh:
         for p, got in zip(points, together):
@@ -63,11 +63,11 @@ def test_points_alone_equal_points_in_a_batch(hybrid, vectors):
 def test_score_equals_each_continuation_decoded_whole(hybrid, vectors):
     ids = hybrid.chat(USER)
     conts = [hybrid.tokenize(t, special=False) for t in ("Yes", "No, I do not", " Maybe")]
-    points = [[Injection(vectors, 1, 4.0)], [], [Injection(vectors, 3, 2.0, len(ids) - 4)]]
+    points = [[Injection(vectors, 1, 4.0)], [], [Injection(vectors, 3, 2.0, Positions.start(len(ids) - 4))]]
     lp = hybrid.score(ids, points, conts)
     for j, inject in enumerate(points):
         # "last" continues onto the continuation: in the whole sequence, "from token len(ids) - 1 on"
-        whole = [dataclasses.replace(i, positions=len(ids) - 1) if i.positions == "last" else i for i in inject]
+        whole = [dataclasses.replace(i, positions=Positions.start(len(ids) - 1)) if i.positions.kind == "last" else i for i in inject]
         for c, cont in enumerate(conts):
             full = ids + cont
             logits = hybrid.logits(full, inject=whole, rows=list(range(len(ids) - 1, len(full) - 1)))
