@@ -15,6 +15,7 @@ run on them as on the default model:
 from __future__ import annotations
 
 import json
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -147,6 +148,30 @@ def tiny_chat(arch: str, folder, seed: int = 0) -> Path:
                 tensors[f"blk.{new}.{rest}"] = ne
     meta = dict(spec["meta"], block_count=len(sources), **changes)
     return write(path, arch, meta, tensors, seed, vocab)
+
+
+def random_library(m, words, folder):
+    """A library folder (as ``pyintro.concepts.library`` writes one) for model ``m`` of seeded
+    random directions (norm 8 at every layer), not extracted: the experiments' invariants hold
+    for any vector."""
+    from pyintro import concepts
+    from pyintro.disk import write_json
+    from pyintro.vectors import ConceptVector
+
+    rng = np.random.default_rng(7)
+    index = {"key": concepts.key(m), "recipe": concepts.RECIPE, "source": "tests: seeded random directions",
+             "words": {}}
+    for w in words:
+        d = rng.standard_normal((m.n_layer, m.n_embd))
+        d = (8.0 * d / np.linalg.norm(d, axis=1, keepdims=True)).astype(np.float32)  # [n_layer, n_embd]
+        v = ConceptVector(d, model_hint=m.arch, name=w, method="random (tests)", model_sha256=m.sha256)
+        file = w.lower().replace(" ", "_") + ".gguf"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # layer 0 is kept for pyintro; llama.cpp ignores it
+            v.save(folder / file)
+        index["words"][w] = {"file": file, "norms": [float(x) for x in v.norms()]}
+    write_json(folder / "index.json", index)
+    return folder
 
 
 if __name__ == "__main__":
