@@ -7,6 +7,7 @@ extraction (100 baseline prompts) is tested in test_detection.py."""
 
 import pytest
 
+from pyintro import concepts
 from pyintro.experiments import pairs, prefill
 from pyintro.stimuli import CONCEPT_WORDS, CONTROL_WORDS
 from tiny_models import random_library
