@@ -216,7 +216,8 @@ PYBIND11_MODULE(_engine, m) {
         .def("memory_clear", &Engine::memory_clear)
         .def("seq_rm", &Engine::seq_rm, py::arg("seq"), py::arg("p0"), py::arg("p1"))
         .def("seq_cp", &Engine::seq_cp, py::arg("src"), py::arg("dst"), py::arg("p0"), py::arg("p1"))
-        .def("seq_pos_max", &Engine::seq_pos_max, py::arg("seq"));
+        .def("seq_pos_max", &Engine::seq_pos_max, py::arg("seq"))
+        .def("seq_state_bytes", &Engine::seq_state_bytes, py::arg("seq"));
 
     m.def("log_drain", []() {
         py::list out;
@@ -228,5 +229,6 @@ PYBIND11_MODULE(_engine, m) {
     m.def("backend_devices", &pyintro::backend_devices);
     m.def("system_info", &pyintro::system_info);
     m.def("builtin_templates", &pyintro::builtin_templates);
-    m.attr("MAX_SEQ") = (int) llama_max_parallel_sequences() - 1;  // one is kept for padding rows
+    // at most: one is kept for padding (a recurrent model keeps row_unit - 1, Engine says so)
+    m.attr("MAX_SEQ") = (int) llama_max_parallel_sequences() - 1;
 }

@@ -1,5 +1,6 @@
 // Batched decodes: validation, the cut into llama_decode calls, padding, and the results.
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -29,11 +30,21 @@ bool row_stats(const float * row, int32_t n, double * out) {
     return true;
 }
 
-// Rows of one llama_decode call holding n real rows of which o are outputs, once padded:
-// first to a multiple of q outputs, then to a multiple of q rows.
-int32_t padded_rows(int32_t n, int32_t o, int32_t q) {
+// The padding of one llama_decode call that holds n real rows of which o are outputs, to make
+// its rows and its outputs multiples of q: `rows` padding rows, the first `outputs` of them
+// outputs. By rows: first to a multiple of q outputs, then to a multiple of q rows. By
+// sequence (one row per sequence): whole padding sequences, at least the missing outputs.
+struct Padding {
+    int32_t rows;
+    int32_t outputs;
+};
+
+Padding padding_of(int32_t n, int32_t o, int32_t q, bool by_sequence) {
     const int32_t po = (q - o % q) % q;
-    return n + po + (q - (n + po) % q) % q;
+    if (!by_sequence) return {po + (q - (n + po) % q) % q, po};
+    int32_t d = (q - n % q) % q;
+    if (d < po) d += q;
+    return {d, po};
 }
 
 }  // namespace
@@ -110,17 +121,46 @@ void Engine::validate(const DecodeRequest & req) const {
     if (req.fast_head && req.gather_ids != head_.ids()) {
         throw std::invalid_argument("fast_head needs gather_ids equal to the head's ids (set_head)");
     }
+    if (recurrent_) check_padding_sequences(req);
+}
+
+// A recurrent memory pads each call with whole sequences, the ids right after the call's last
+// one: they must exist, stay out of the request and hold no state.
+void Engine::check_padding_sequences(const DecodeRequest & req) const {
+    std::vector<uint8_t> in_request(n_seq_all_, 0);
+    for (int32_t s : req.seq) in_request[s] = 1;
+    llama_memory_t mem = llama_get_memory(ctx_.get());
+    const int32_t n_rows = (int32_t) req.tokens.size();
+    for (int32_t begin = 0; begin < n_rows;) {
+        const int32_t end = chunk_end(req, begin);
+        int32_t n_out = 0;
+        for (int32_t i = begin; i < end; ++i) n_out += req.output[i] ? 1 : 0;
+        const Padding pad = padding_of(end - begin, n_out, (int32_t) row_unit_, true);
+        for (int32_t k = 1; k <= pad.rows; ++k) {
+            const int32_t s = req.seq[end - 1] + k;
+            const char * why = s >= n_seq_all_ ? "beyond the last sequence"
+                               : in_request[s] ? "in this request" : llama_memory_seq_pos_max(mem, s) >= 0 ? "in use" : nullptr;
+            if (why != nullptr) {
+                throw std::invalid_argument("sequence " + std::to_string(s) + " would pad a call of this recurrent model but is " +
+                                            why + "; each call's sequences must be followed by unused ones");
+            }
+        }
+        begin = end;
+    }
 }
 
 // The end of the llama_decode call that starts at row `begin`: as many rows as fit n_batch
-// once padded (padded_rows), at least one.
+// once padded, at least one. A recurrent memory takes one row per sequence, in consecutive
+// increasing ids, so that llama.cpp's split_equal keeps the call in one ubatch whose every
+// sequence has one token (ref: llama-batch.cpp split_equal; docs/numerics.md says why one).
 int32_t Engine::chunk_end(const DecodeRequest & req, int32_t begin) const {
     const int32_t n_rows = (int32_t) req.tokens.size();
     const int32_t q = (int32_t) row_unit_;
     int32_t end = begin, n_out = 0;
     while (end < n_rows) {
+        if (recurrent_ && end > begin && req.seq[end] != req.seq[end - 1] + 1) break;
         const int32_t o = n_out + (req.output[end] ? 1 : 0);
-        if (end > begin && padded_rows(end - begin + 1, o, q) > (int32_t) n_batch_) break;
+        if (end > begin && end - begin + 1 + padding_of(end - begin + 1, o, q, recurrent_).rows > (int32_t) n_batch_) break;
         n_out = o;
         ++end;
     }
@@ -153,8 +193,9 @@ void Engine::decode(const DecodeRequest & req, const DecodeOutputs & out) {
     }
 }
 
-// One llama_decode call: request rows [begin, end), then padding rows in the scratch
-// sequence (token 0 at positions 0, 1, ...; the first ones outputs), removed afterwards.
+// One llama_decode call: request rows [begin, end), then padding rows (token 0; the first
+// ones outputs), removed afterwards: rows 0, 1, ... of the scratch sequence, or for a
+// recurrent memory one row at position 0 of each sequence after the call's last one.
 void Engine::decode_chunk(const DecodeRequest & req, const DecodeOutputs & out, int32_t begin, int32_t end,
                           int32_t out_begin) {
     llama_batch & batch = *batch_;
@@ -171,18 +212,18 @@ void Engine::decode_chunk(const DecodeRequest & req, const DecodeOutputs & out, 
         batch.logits[j] = req.output[i];
         if (req.output[i]) chunk.out_rows.push_back(j);
     }
-    const int32_t q = (int32_t) row_unit_;
     const int32_t n_out_real = (int32_t) chunk.out_rows.size();
-    const int32_t n_total = padded_rows(n_real, n_out_real, q);
-    const int32_t n_pad_out = (q - n_out_real % q) % q;
+    const Padding pad = padding_of(n_real, n_out_real, (int32_t) row_unit_, recurrent_);
+    const int32_t n_total = n_real + pad.rows;
+    const int32_t pad_seq = recurrent_ ? req.seq[end - 1] + 1 : scratch_seq_;
     for (int32_t j = n_real; j < n_total; ++j) {
         const int32_t k = j - n_real;
         batch.token[j] = 0;
-        batch.pos[j] = k;
+        batch.pos[j] = recurrent_ ? 0 : k;
         batch.n_seq_id[j] = 1;
-        batch.seq_id[j][0] = scratch_seq_;
-        batch.logits[j] = k < n_pad_out;
-        if (k < n_pad_out) chunk.out_rows.push_back(j);
+        batch.seq_id[j][0] = recurrent_ ? pad_seq + k : scratch_seq_;
+        batch.logits[j] = k < pad.outputs;
+        if (k < pad.outputs) chunk.out_rows.push_back(j);
     }
     batch.n_tokens = n_total;
     chunk.n_rows = n_total;
@@ -191,7 +232,9 @@ void Engine::decode_chunk(const DecodeRequest & req, const DecodeOutputs & out, 
     llama_memory_t mem = llama_get_memory(ctx_.get());
     const int32_t rc = llama_decode(ctx_.get(), batch);
     ++last_calls_;
-    if (n_total > n_real) llama_memory_seq_rm(mem, scratch_seq_, -1, -1);
+    for (int32_t k = 0; k < (recurrent_ ? pad.rows : std::min(pad.rows, 1)); ++k) {
+        llama_memory_seq_rm(mem, pad_seq + k, -1, -1);
+    }
     if (rc != 0) {
         std::string what = rc == 1 ? "no room left in the KV cache (load the model with a larger n_ctx, or use fewer points per call)"
                                    : "llama_decode failed with code " + std::to_string(rc);

@@ -21,6 +21,24 @@ bool supports_gpu_offload() { return llama_supports_gpu_offload(); }
 
 std::string system_info() { return llama_print_system_info(); }
 
+namespace {
+
+// The name llama.cpp gives the residual stream after block il (<name><il>): "l_out-", except in
+// graphs that use l_out for something else. nemotron_h names its block output
+// nemotron_h_block_out, and its l_out is the feed-forward output before the residual sum, on
+// feed-forward layers only (ref: src/models/nemotron-h.cpp).
+std::string layer_output_name(const std::string & arch) {
+    return arch == "nemotron_h" ? "nemotron_h_block_out-" : "l_out-";
+}
+
+// Architectures whose layer outputs hold several residual streams per token, [n_embd, tokens,
+// streams]: gemma3n's four AltUp streams, of which llama.cpp's control vector is added to all
+// (a broadcast ggml_add), and 0 is the active one (llama-hparams.h n_altup, i_altup_act;
+// src/models/gemma3n.cpp).
+bool several_streams(const std::string & arch) { return arch == "gemma3n"; }
+
+}  // namespace
+
 std::vector<std::vector<std::string>> backend_devices() {
     std::vector<std::vector<std::string>> out;
     for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
@@ -43,8 +61,7 @@ std::vector<std::vector<std::string>> backend_devices() {
 // ---------------------------------------------------------------------------
 
 Engine::Engine(const EngineParams & params) : debug_(params.debug), hook_(0, 0, &debug_) {
-    const uint32_t n_seq_llama = params.n_seq_max + 1;  // + the padding rows' sequence
-    if (params.n_seq_max < 1 || n_seq_llama > llama_max_parallel_sequences()) {
+    if (params.n_seq_max < 1 || params.n_seq_max >= llama_max_parallel_sequences()) {
         throw std::invalid_argument("n_seq_max must be between 1 and " + std::to_string(llama_max_parallel_sequences() - 1));
     }
     if (params.n_ctx < 8 || params.n_batch < 1 || params.row_unit < 1) {
@@ -71,11 +88,23 @@ Engine::Engine(const EngineParams & params) : debug_(params.debug), hook_(0, 0, 
                                     "decoder-only model (llama, qwen, gemma, ...): '" + params.path + "'");
     }
 
+    // Padding needs one scratch sequence, or with a recurrent memory up to row_unit - 1 sequences
+    // after the last one a caller may use.
+    recurrent_ = llama_model_is_recurrent(model_.get()) || llama_model_is_hybrid(model_.get());
+    const uint32_t n_pad_seq = recurrent_ ? std::max(1u, params.row_unit - 1) : 1u;
+    const uint32_t n_seq_llama = params.n_seq_max + n_pad_seq;
+    if (n_seq_llama > llama_max_parallel_sequences()) {
+        model_.reset();
+        throw std::invalid_argument("n_seq_max must be between 1 and " +
+                                    std::to_string(llama_max_parallel_sequences() - n_pad_seq) + " for this model");
+    }
+    if (debug_.layer_prefix == EngineDebug().layer_prefix) debug_.layer_prefix = layer_output_name(arch());
     vocab_ = llama_model_get_vocab(model_.get());
     n_layer_ = llama_model_n_layer(model_.get());
     n_embd_ = llama_model_n_embd(model_.get());
     n_vocab_ = llama_vocab_n_tokens(vocab_);
     hook_ = Hook(n_layer_, n_embd_, &debug_);
+    hook_.set_streams(several_streams(arch()));
 
     llama_context_params cparams = llama_context_default_params();
     cparams.n_ctx = params.n_ctx;
@@ -113,7 +142,9 @@ Engine::Engine(const EngineParams & params) : debug_(params.debug), hook_(0, 0, 
     n_batch_ = llama_n_batch(ctx_.get());
     row_unit_ = params.row_unit;
     flash_attn_ = params.flash_attn;
-    scratch_seq_ = (int32_t) n_seq_llama - 1;
+    n_seq_ = (int32_t) params.n_seq_max;
+    n_seq_all_ = (int32_t) n_seq_llama;
+    scratch_seq_ = n_seq_all_ - 1;
     batch_.reset(new llama_batch(llama_batch_init((int32_t) n_batch_, 0, 1)));
 }
 
@@ -129,7 +160,7 @@ void Engine::check_ctx() const {
 }
 
 uint32_t Engine::n_ctx() const { check_ctx(); return llama_n_ctx(ctx_.get()); }
-uint32_t Engine::n_seq_max() const { check_ctx(); return (uint32_t) scratch_seq_; }
+uint32_t Engine::n_seq_max() const { check_ctx(); return (uint32_t) n_seq_; }
 
 std::string Engine::arch() const {
     if (!model_) throw std::runtime_error("this model has been closed; load it again");
@@ -138,10 +169,6 @@ std::string Engine::arch() const {
     return n < 0 ? std::string() : std::string(buf);
 }
 
-bool Engine::recurrent() const {
-    check_ctx();
-    return llama_model_is_recurrent(model_.get()) || llama_model_is_hybrid(model_.get());
-}
 
 std::string Engine::desc() const {
     check_ctx();
@@ -217,6 +244,13 @@ void Engine::seq_cp(int32_t src, int32_t dst, int32_t p0, int32_t p1) {
     int32_t n = (int32_t) n_seq_max();
     if (src < 0 || src >= n || dst < 0 || dst >= n) throw std::invalid_argument("sequence id out of range");
     llama_memory_seq_cp(llama_get_memory(ctx_.get()), src, dst, p0, p1);
+}
+
+size_t Engine::seq_state_bytes(int32_t seq) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    check_ctx();
+    if (seq < 0 || seq >= (int32_t) n_seq_max()) throw std::invalid_argument("sequence id out of range");
+    return llama_state_seq_get_size(ctx_.get(), seq);
 }
 
 int32_t Engine::seq_pos_max(int32_t seq) {

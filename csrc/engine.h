@@ -6,10 +6,12 @@
 // these pointers.
 //
 // Batch invariance: a decode is cut into llama_decode calls of at most n_batch rows, and each
-// call is padded with rows of a scratch sequence so that its row count and its output count
-// are multiples of row_unit. With flash attention on and n_batch below 64, a row's values
-// then depend only on its own sequence: not on the other rows of the call, on its slot, or on
-// how the request was cut (see docs/numerics.md for why, and for what was measured).
+// call is padded so that its row count and its output count are multiples of row_unit: with
+// rows of a scratch sequence, or, for a recurrent or hybrid memory (Mamba, RWKV, gated delta
+// nets, short convolutions), with whole sequences of one row, each call then holding one row
+// per sequence. With flash attention on and n_batch below 64, a row's values then depend only
+// on its own sequence: not on the other rows of the call, on its slot, or on how the request
+// was cut (see docs/numerics.md for why, and for what was measured).
 #pragma once
 
 #include <cstdint>
@@ -34,7 +36,7 @@ struct EngineParams {
     int32_t n_gpu_layers = 0;
     int32_t n_threads    = 1;
     uint32_t n_ctx       = 4096;  // KV cells, shared by all sequences
-    uint32_t n_seq_max   = 128;   // sequences a caller may use (one more is kept for padding)
+    uint32_t n_seq_max   = 128;   // sequences a caller may use (more are kept for padding)
     uint32_t n_batch     = 56;    // rows per llama_decode call, padding included
     uint32_t row_unit    = 8;     // pad each call's rows and outputs to a multiple of this (1: no padding)
     bool eval_callback   = true;  // false: plain decode, for measuring the no-hook limit
@@ -99,8 +101,11 @@ public:
     int32_t bos() const;
     int32_t eos() const;
     bool add_bos() const;
-    // Recurrent (Mamba, RWKV) or hybrid memory.
-    bool recurrent() const;
+    // Recurrent (Mamba, RWKV) or hybrid memory: calls are padded by sequence (see above).
+    bool recurrent() const { return recurrent_; }
+    // Bytes llama.cpp would save for sequence `seq` (llama_state_seq_get_size): its recurrent
+    // state and its KV cells.
+    size_t seq_state_bytes(int32_t seq);
 
     std::vector<int32_t> tokenize(const std::string & text, bool add_special, bool parse_special) const;
     std::string detokenize(const std::vector<int32_t> & tokens, bool remove_special, bool unparse_special) const;
@@ -134,6 +139,7 @@ public:
 
 private:
     int32_t chunk_end(const DecodeRequest & req, int32_t begin) const;
+    void check_padding_sequences(const DecodeRequest & req) const;
     void decode_chunk(const DecodeRequest & req, const DecodeOutputs & out, int32_t begin, int32_t end,
                       int32_t out_begin);
     void check_ctx() const;
@@ -145,7 +151,10 @@ private:
     const llama_vocab * vocab_ = nullptr;
     int32_t n_layer_ = 0, n_embd_ = 0, n_vocab_ = 0;
     uint32_t n_batch_ = 0, row_unit_ = 1;
-    int32_t scratch_seq_ = 0;  // the padding rows' sequence (the last one)
+    bool recurrent_ = false;
+    int32_t n_seq_ = 0;        // sequences a caller may use
+    int32_t n_seq_all_ = 0;    // llama.cpp's n_seq_max: n_seq_ and the padding sequences
+    int32_t scratch_seq_ = 0;  // the padding rows' sequence (the last one), without recurrent_
     bool flash_attn_ = false;
     int32_t last_calls_ = 0;
     std::string path_;

@@ -135,7 +135,10 @@ void Hook::keep_norm(ggml_tensor * t) {
 
 // Adds the injections for layer il to t, then copies out the captured rows.
 // t is [n_embd, n_rows_t]: every row of the call, or in the last layer only the output rows
-// (llama.cpp drops the others there, ref: llama-graph.cpp build_inp_out_ids).
+// (llama.cpp drops the others there, ref: llama-graph.cpp build_inp_out_ids). With
+// several residual streams (set_streams) it is [n_embd, n_rows_t, streams]: an injection is
+// added to every stream of its row, as llama.cpp's control vector is, and a capture reads
+// stream 0, the active one.
 // Host tensors are changed in place. Device tensors (or any, with force_transfer) go through
 // a host copy: one ggml_backend_tensor_get of the span of touched rows, the same float
 // arithmetic as in place, and one ggml_backend_tensor_set of the span of injected rows.
@@ -143,7 +146,11 @@ void Hook::keep_norm(ggml_tensor * t) {
 // after the injection (a norm would then turn it into Inf/NaN or zeros).
 void Hook::apply(ggml_tensor * t, int32_t il) {
     const std::string name = debug_->layer_prefix + std::to_string(il);
-    const int32_t n_rows_t = (int32_t) t->ne[1];
+    // Recurrent graphs may keep the layer output as [n_embd, tokens per sequence, sequences];
+    // with rows back to back that is one row per token, as a 2-D tensor.
+    const bool rows_3d = t->ne[2] > 1 && t->ne[3] == 1 && t->nb[2] == t->nb[1] * t->ne[1] &&
+                         (t->ne[1] * t->ne[2] == chunk_.n_rows || t->ne[1] * t->ne[2] == (int64_t) chunk_.out_rows.size());
+    const int32_t n_rows_t = (int32_t) (rows_3d ? t->ne[1] * t->ne[2] : t->ne[1]);
     bool out_only;
     if (n_rows_t == chunk_.n_rows) {
         out_only = false;
@@ -153,8 +160,8 @@ void Hook::apply(ggml_tensor * t, int32_t il) {
         error_ = name + " has " + std::to_string(n_rows_t) + " rows, expected " + std::to_string(chunk_.n_rows);
         return;
     }
-    if (t->ne[2] != 1 || t->ne[3] != 1) {
-        // gemma3n keeps several residual streams per token ([n_embd, n_tokens, 4]).
+    const bool streams = t->ne[2] > 1 && !rows_3d;
+    if ((streams && !streams_) || t->ne[3] != 1) {
         error_ = name + " has shape [" + std::to_string(t->ne[0]) + ", " + std::to_string(t->ne[1]) + ", " +
                  std::to_string(t->ne[2]) + ", " + std::to_string(t->ne[3]) +
                  "]: this architecture keeps several residual streams per token, and pyintro adds to and "
@@ -189,14 +196,27 @@ void Hook::apply(ggml_tensor * t, int32_t il) {
     const size_t row_bytes = (size_t) n_embd_ * sizeof(float);
     const bool host = !debug_->force_transfer && (t->buffer == nullptr || ggml_backend_buffer_is_host(t->buffer));
     const bool dense = t->nb[1] == row_bytes;  // rows back to back: a span is one transfer
+    for (int32_t k = 0; k < (streams ? (int32_t) t->ne[2] : 1); ++k) {
+        apply_stream(t, il, k, n_rows_t, host, dense);
+    }
+}
+
+// apply() for stream k of t (0 without streams): injections, then a capture from stream 0.
+void Hook::apply_stream(ggml_tensor * t, int32_t il, int32_t k, int32_t n_rows_t, bool host, bool dense) {
+    const std::vector<InjectSpec> & inject = *plan_.inject;
+    const std::vector<int32_t> & specs = layer_specs_[il];
+    const std::vector<int32_t> & cap_rows = *plan_.capture_rows;
+    const int32_t slot = plan_.capture != nullptr ? layer_capture_[il] : -1;
+    const size_t row_bytes = (size_t) n_embd_ * sizeof(float);
+    const size_t base = (size_t) k * t->nb[2];
     auto transfer = [&](bool set, int32_t r0, int32_t r1) {  // rows r0 .. r1 inclusive
         for (int32_t r = r0; r <= r1; r = dense ? r1 + 1 : r + 1) {
             const size_t n = dense ? (size_t) (r1 - r0 + 1) * row_bytes : row_bytes;
             float * buf = staging_.data() + (size_t) r * n_embd_;
             if (set) {
-                ggml_backend_tensor_set(t, buf, (size_t) r * t->nb[1], n);
+                ggml_backend_tensor_set(t, buf, base + (size_t) r * t->nb[1], n);
             } else {
-                ggml_backend_tensor_get(t, buf, (size_t) r * t->nb[1], n);
+                ggml_backend_tensor_get(t, buf, base + (size_t) r * t->nb[1], n);
             }
             ++debug_->transfers;
         }
@@ -208,7 +228,7 @@ void Hook::apply(ggml_tensor * t, int32_t il) {
 
     int32_t inj_lo = -1, inj_hi = -1;
     for (const Row & row : rows_) {
-        float * x = host ? (float *) ((char *) t->data + (size_t) row.r * t->nb[1])
+        float * x = host ? (float *) ((char *) t->data + base + (size_t) row.r * t->nb[1])
                          : staging_.data() + (size_t) row.r * n_embd_;
         if (row.inject) {
             for (int32_t k : specs) {
@@ -227,7 +247,7 @@ void Hook::apply(ggml_tensor * t, int32_t il) {
             if (inj_lo < 0) inj_lo = row.r;
             inj_hi = row.r;
         }
-        if (row.cap >= 0) {
+        if (row.cap >= 0 && k == 0) {
             float * dst = plan_.capture + ((size_t) slot * cap_rows.size() + row.cap) * n_embd_;
             std::memcpy(dst, x, row_bytes);
         }

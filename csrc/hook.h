@@ -22,8 +22,10 @@ struct EngineDebug {
     bool force_transfer = false;
     // ggml_backend_tensor_get/set calls made (a counter; Python may reset it).
     int64_t transfers = 0;
-    // Name prefix of the per-layer output tensors (<prefix><il>) the hook acts on. A prefix no
-    // tensor has makes every injection and capture fail loudly.
+    // Name prefix of the per-layer output tensors (<prefix><il>) the hook acts on: "l_out-",
+    // which the Engine replaces with the architecture's name for its block outputs where that
+    // differs (engine.cpp, layer_output_name). A prefix no tensor has makes every injection and
+    // capture fail loudly.
     std::string layer_prefix = "l_out-";
 };
 
@@ -72,12 +74,17 @@ public:
     // or a wanted layer whose tensor did not fire exactly once).
     std::string end_chunk(const std::string & arch);
 
+    // The architecture keeps several residual streams per token, its layer outputs being
+    // [n_embd, rows, streams] (gemma3n's AltUp); without this such a tensor is an error.
+    void set_streams(bool on) { streams_ = on; }
+
     // With HookPlan::stop_at_norm: the final norm's rows of the last call, [n_outputs, n_embd].
     const std::vector<float> & norm_rows() const { return norm_; }
 
 private:
     bool on_eval(ggml_tensor * t, bool ask);
     void apply(ggml_tensor * t, int32_t il);
+    void apply_stream(ggml_tensor * t, int32_t il, int32_t k, int32_t n_rows_t, bool host, bool dense);
     void keep_norm(ggml_tensor * t);
 
     struct Row {
@@ -89,6 +96,7 @@ private:
 
     int32_t n_layer_, n_embd_;
     EngineDebug * debug_;
+    bool streams_ = false;
     HookPlan plan_;
     bool armed_ = false;
     HookChunk chunk_;

@@ -2,8 +2,9 @@
 engine does: flash attention on, one llama_decode call of at most 56 rows, padded with rows of
 a second sequence to a multiple of 8 rows and of 8 outputs (the largest padding unit; pyintro
 pads the default model's calls to 2, so the comparisons also check that the unit changes
-nothing). Comparisons with pyintro are then exact by design (docs/numerics.md), not within a
-tolerance."""
+nothing). A recurrent or hybrid model decodes one token per call, padded with seven
+one-token sequences, as pyintro does (csrc/engine.h). Comparisons with pyintro are then exact
+by design (docs/numerics.md), not within a tolerance."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ class Reference:
         cp = llama_cpp.llama_context_default_params()
         cp.n_ctx = n_ctx
         cp.n_batch = cp.n_ubatch = N_BATCH
-        cp.n_seq_max = 2
+        self.recurrent = llama_cpp.llama_model_is_recurrent(self.model) or llama_cpp.llama_model_is_hybrid(self.model)
+        cp.n_seq_max = QUANTUM if self.recurrent else 2
         cp.n_threads = cp.n_threads_batch = threads
         cp.kv_unified = True
         cp.swa_full = True
@@ -82,6 +84,8 @@ class Reference:
         mem = L.llama_get_memory(self.ctx)
         L.llama_memory_clear(mem, True)
         ids = [int(t) for t in ids]
+        if self.recurrent:
+            return self._recurrent_logits(ids)
         out = None
         for start in range(0, len(ids), N_BATCH - 2 * QUANTUM):
             part = ids[start:start + N_BATCH - 2 * QUANTUM]
@@ -99,3 +103,20 @@ class Reference:
             if last:
                 out = np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, len(part) - 1), shape=(self.n_vocab,)).copy()
         return out
+
+    def _recurrent_logits(self, ids: list[int]) -> np.ndarray:
+        """One token per call in sequence 0, with sequences 1..7 of one token each as padding
+        (outputs in the last call only, so that its outputs are a multiple of 8 too)."""
+        L, b = self.L, self.batch
+        mem = L.llama_get_memory(self.ctx)
+        for p, t in enumerate(ids):
+            last = p == len(ids) - 1
+            rows = [(t, p, 0, last)] + [(0, 0, s, last) for s in range(1, QUANTUM)]
+            b.n_tokens = len(rows)
+            for i, (tok, pos, s, o) in enumerate(rows):
+                b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, pos, 1, int(o)
+                b.seq_id[i][0] = s
+            assert L.llama_decode(self.ctx, b) == 0
+            for s in range(1, QUANTUM):
+                L.llama_memory_seq_rm(mem, s, -1, -1)
+        return np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, 0), shape=(self.n_vocab,)).copy()

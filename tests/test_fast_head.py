@@ -1,6 +1,7 @@
 """The fast head (pyintro.head): a few gathered logits computed from the final norm's rows,
 without llama.cpp's full unembedding, equal the full path's to float rounding, on the default
-model, on Gemma-3-270M (tied 262k-row embedding) and on every supported tiny architecture; and
+model, on Gemma-3-270M (tied 262k-row embedding) and on every supported tiny architecture (the
+recurrent and hybrid ones included, whose calls hold one token per sequence); and
 where an architecture does something the head does not reproduce, the full path runs instead.
 """
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_architectures import IDS, STATUS, direction
+from test_architectures import IDS, RECURRENT, STATUS, direction
 from tiny_models import specs, tiny, write
 
 import pyintro
@@ -100,7 +101,7 @@ def test_architecture_fast_head(arch, tmp_path):
         assert mismatch(fast, full) <= MATCH_TOL
     else:  # the full path ran: the very same numbers
         assert np.array_equal(fast, full)
-    if arch in POST_OPS or arch in ("llama", "qwen2", "gemma3"):
+    if arch in POST_OPS or arch in ("llama", "qwen2", "gemma3") or arch in RECURRENT:
         assert used, f"{arch}: the fast head fell back to the full path"
 
 

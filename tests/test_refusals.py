@@ -39,23 +39,25 @@ def test_encoder_decoder_cannot_crash_the_interpreter(folder):
     assert r.returncode == 0 and r.stdout.strip() == "refused", r.stderr[-500:]
 
 
-def test_several_residual_streams_per_token_are_refused(folder):
-    # gemma3n's l_out-<il> is [n_embd, n_tokens, 4] (four "altup" streams): adding to one row
-    # per token would be a silently wrong answer, so injection and capture refuse it.
-    with pyintro.Model.load(tiny("gemma3n", folder), n_threads=1, n_ctx=256, chat_template="raw") as m:
-        ids = [5, 6, 7, 8]
-        clean = m.logits(ids)  # a plain decode (no hook) is llama.cpp's own and fine
-        assert np.all(np.isfinite(clean))
-        v = np.ones(m.n_embd, np.float32)
-        for call in (lambda: m.logits(ids, inject=[Injection(v, 0, 1.0)]), lambda: m.capture(ids, layers=[0])):
-            with pytest.raises(RuntimeError) as e:
-                call()
-            assert "several residual streams" in one_line(e.value)
-        assert np.array_equal(m.logits(ids), clean)  # and the model is still usable
-
-
-def test_recurrent_and_kv_less_models_stay_refused(folder):
-    with pytest.raises(ValueError, match="recurrent"):
-        pyintro.Model.load(tiny("mamba", folder), n_threads=1, n_ctx=256, chat_template="raw")
+def test_kv_less_models_stay_refused_and_recurrent_ones_load(folder):
     with pytest.raises(ValueError, match="no KV cache"):
         pyintro.Model.load(tiny("bert", folder), n_threads=1, n_ctx=256, chat_template="raw")
+    # Recurrent memories were refused until their calls were padded by sequence (csrc/engine.h).
+    with pyintro.Model.load(tiny("mamba", folder), n_threads=1, n_ctx=256, chat_template="raw") as m:
+        assert m._engine.recurrent and np.all(np.isfinite(m.logits([5, 6, 7])))
+
+
+def test_a_recurrent_call_needs_free_padding_sequences(folder):
+    # The engine pads a recurrent model's call with the sequences after its last one: a raw
+    # request that leaves them no room is refused with a one-line ValueError, nothing decoded.
+    with pyintro.Model.load(tiny("mamba", folder), n_threads=1, n_ctx=256, n_seq_max=4, chat_template="raw") as m:
+        e, unit = m._engine, m._engine.row_unit
+        assert unit == 2  # F32 matrices: one padding sequence after a call of one sequence
+        e.decode([5], [0], [1], [1])  # sequence 1 decoded, its state kept
+        with pytest.raises(ValueError) as err:
+            e.decode([5], [0], [0], [1])  # sequence 0's padding would be sequence 1
+        assert "would pad a call" in one_line(err.value)
+        e.seq_rm(1, -1, -1)
+        with pytest.raises(ValueError, match="in this request"):
+            e.decode([5, 6], [0, 0], [1, 0], [1, 1])  # sequence 0's call would be padded by sequence 1
+        assert [e.seq_pos_max(s) for s in range(4)] == [-1] * 4  # nothing decoded

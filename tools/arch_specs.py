@@ -99,8 +99,11 @@ ARCH_META = {
                 "xielu.beta": [0.5] * N_LAYER, "xielu.eps": [1e-6] * N_LAYER},
     # recurrent and hybrid
     "mamba": SSM,
+    # rwkv7's head size as the real models have it (64): ggml's CPU WKV7 kernel steps through a
+    # head GGML_F32_STEP floats at a time (32 with AVX/AVX2, 64 with AVX-512) and reads past a
+    # smaller head, so a head of 16 gave results that changed from call to call.
     "rwkv7": {"attention.decay_lora_rank": 16, "attention.iclr_lora_rank": 16, "attention.value_residual_mix_lora_rank": 16,
-              "attention.gate_lora_rank": 16, "wkv.head_size": 16, "time_mix_extra_dim": 16, "time_decay_extra_dim": 16,
+              "attention.gate_lora_rank": 16, "wkv.head_size": 64, "time_mix_extra_dim": 16, "time_decay_extra_dim": 16,
               "rescale_every_n_layers": 0},
     "qwen3next": {**MOE, **DELTA_NET, "expert_shared_feed_forward_length": 32},
     # qwen35 (Qwen3.5): qwen3next's layout; its mrope sections are an i32 array.

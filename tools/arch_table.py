@@ -1,11 +1,13 @@
-"""Print the README's "Supported architectures" table: what pyintro does with a tiny model of
+"""Write the table of architectures into docs/models.md: what pyintro does with a tiny model of
 each architecture in tests/arch_specs.json, found by running the checks of
 tests/test_architectures.py on it now (not by reading the expected STATUS there).
 
-    python tools/arch_table.py
+    python tools/arch_table.py            # rewrites the block between docs/models.md's markers
+    python tools/arch_table.py --print    # prints the table only
 
-The table goes to stdout, sorted by status then name. An architecture whose observed status
-differs from test_architectures.STATUS is reported on stderr and makes the exit status 1.
+The table is sorted by status then name. An architecture whose observed status differs from
+test_architectures.STATUS is reported on stderr and makes the exit status 1 (the file is then
+left as it was).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "models.md"
+START, END = "<!-- arch_table -->", "<!-- /arch_table -->"
 sys.path.insert(0, str(ROOT / "tests"))
 import test_architectures as checks  # noqa: E402
 from tiny_models import specs  # noqa: E402
@@ -77,13 +81,21 @@ def main() -> int:
             if status != expected:
                 mismatches.append(f"{arch}: observed {status!r}, STATUS says {expected!r}: {short(notes)}")
             rows.append((ORDER[status], *row(arch, status, notes), arch))
-    print("| architecture | status | notes |")
-    print("|---|---|---|")
+    lines = ["| architecture | status | notes |", "|---|---|---|"]
     for _, status, notes, arch in sorted(rows, key=lambda r: (r[0], r[1], r[3])):
-        print(f"| {arch} | {status} | {notes} |")
+        lines.append(f"| {arch} | {status} | {notes} |")
+    table = "\n".join(lines)
     for line in mismatches:
         print(line, file=sys.stderr)
-    return 1 if mismatches else 0
+    if "--print" in sys.argv[1:] or mismatches:
+        print(table)
+        return 1 if mismatches else 0
+    text = DOC.read_text()
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    DOC.write_text(f"{head}{START}\n{table}\n{END}{tail}")
+    print(f"wrote {len(rows)} architectures into {DOC.relative_to(ROOT)}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Opening pyintro's native engine on a model file: the decode settings, the knobs that only
-benchmarks and tests turn (`Settings`), and the refusals of what the engine cannot serve."""
+"""Opening pyintro's native engine on a model file: the decode settings and the knobs that only
+benchmarks and tests turn (`Settings`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from pyintro import padding
+from pyintro import padding, recurrent
 from pyintro._native import _engine
 from pyintro.decode import drain_log
 
@@ -51,21 +51,20 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-def open_engine(path: Path, n_gpu_layers: int, n_threads: Optional[int], n_ctx: int, n_seq_max: int,
+def open_engine(path: Path, n_gpu_layers: int, n_threads: Optional[int], n_ctx: int, n_seq_max: Optional[int],
                 batch_invariant: bool, settings: Settings) -> "_engine.Engine":
     """The engine for a checked GGUF file, with Model.load's arguments (see there)."""
     n_threads = default_threads() if n_threads is None else n_threads
     for name, value, low in (("n_threads", n_threads, 1), ("n_ctx", n_ctx, 64)):
         if int(value) < low:
             raise ValueError(f"{name} must be at least {low}, got {value}")
-    if not 1 <= int(n_seq_max) <= _engine.MAX_SEQ:
+    if n_seq_max is not None and not 1 <= int(n_seq_max) <= _engine.MAX_SEQ:
         raise ValueError(f"n_seq_max must be between 1 and {_engine.MAX_SEQ}, got {n_seq_max}")
     params = _engine.EngineParams()
     params.path = str(path)
     params.n_gpu_layers = int(n_gpu_layers)
     params.n_threads = int(n_threads)
     params.n_ctx = int(n_ctx)
-    params.n_seq_max = int(n_seq_max)
     params.eval_callback = bool(settings.eval_callback)
     params.flash_attn = bool(settings.flash_attn)
     if batch_invariant:
@@ -76,15 +75,11 @@ def open_engine(path: Path, n_gpu_layers: int, n_threads: Optional[int], n_ctx: 
         params.n_batch = int(settings.n_batch)
     if settings.row_unit is not None:
         params.row_unit = int(settings.row_unit)
+    if n_seq_max is None:
+        n_seq_max = recurrent.default_n_seq_max(path, params.row_unit)
+    params.n_seq_max = int(n_seq_max)
     _engine.log_install()  # importing llama_cpp installs its own log callback; take it back
     try:
-        engine = _engine.Engine(params)
+        return _engine.Engine(params)
     finally:
         drain_log()
-    if engine.recurrent:
-        arch = engine.arch
-        engine.close()
-        raise ValueError(f"architecture '{arch}' keeps recurrent state (Mamba/RWKV-style, or a hybrid), which "
-                         "pyintro's batch-invariant decodes do not support yet (llama.cpp splits such batches "
-                         f"by sequence, and the padding rows break that); use a transformer model: '{path}'")
-    return engine

@@ -12,11 +12,13 @@ from pyintro.decode import Decoder, Spec, first_injected
 
 def generate(decoder: Decoder, ids: list[int], point_specs: list[list[Spec]], max_tokens: int,
              samplers: list[Callable[[np.ndarray], int]], is_eog: Callable[[int], bool]) -> list[list[int]]:
-    """One continuation of ``ids`` (checked by the caller) per point, point j in sequence j
-    with its own injections and its own sampler; the prompt before the first injected token
-    is the shared prefix. Stops a sequence at an end-of-generation token (kept) or after
-    ``max_tokens``. A sequence's tokens depend only on its own point and sampler: the same
-    alone or in any batch (batch invariance)."""
+    """One continuation of ``ids`` (checked by the caller) per point, point j in sequence
+    ``decoder.first_seq + j`` with its own injections and its own sampler; the prompt before
+    the first injected token is the shared prefix. Stops a sequence at an end-of-generation
+    token (kept) or after ``max_tokens``. A sequence's tokens depend only on its own point and
+    sampler: the same alone or in any batch (batch invariance). With a recurrent memory every
+    sequence decodes every step (a finished one its last token again, its logits unread), so
+    that each step's sequences keep consecutive ids (``pyintro.decode``)."""
     p, n = len(ids), len(point_specs)
     first = min(first_injected(specs, p - 1) for specs in point_specs)
     out: list[list[int]] = [[] for _ in range(n)]
@@ -42,7 +44,12 @@ def generate(decoder: Decoder, ids: list[int], point_specs: list[list[Spec]], ma
                 if not still_seq or step == max_tokens - 1:
                     break
                 active = still_seq
-                logits = decoder.step(still_tok, p + step, active, [point_specs[s] for s in active])
+                if decoder.recurrent:
+                    every = list(range(n))
+                    logits = decoder.step([out[s][-1] for s in every], p + step, [decoder.first_seq + s for s in every],
+                                          point_specs)[active]
+                else:
+                    logits = decoder.step(still_tok, p + step, active, [point_specs[s] for s in active])
         finally:
             decoder.clear_from(first)
     return out

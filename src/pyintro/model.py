@@ -23,6 +23,7 @@ from pyintro.engine import Settings, open_engine
 from pyintro.files import check_gguf_file, file_type_name, resolve_model
 from pyintro.generate import generate, sampler
 from pyintro.injection import Injection, Layers
+from pyintro.tree import tree
 
 
 def _from_engine(name: str, doc: str) -> property:
@@ -63,7 +64,7 @@ class Model:
         n_gpu_layers: int = 0,
         n_threads: int | None = None,
         n_ctx: int = 4096,
-        n_seq_max: int = 128,
+        n_seq_max: int | None = None,
         batch_invariant: bool = True,
         chat_template: str = "auto",
         user_prefix: str | None = None,
@@ -78,6 +79,8 @@ class Model:
         n_ctx:        KV cells shared by all sequences: a call's prompt plus all its points' tokens
                       must fit.
         n_seq_max:    sequences decoded together (1..255); ``points`` runs this many points per call.
+                      None: 128, or for a recurrent or hybrid model (Mamba, RWKV, LFM2, Qwen3.5)
+                      as many as 1 GiB of recurrent state holds (``pyintro.recurrent``).
         batch_invariant: True (the default): llama.cpp decodes at most 56 rows per call, padded to
                       a multiple of 2, 4 or 8 rows and outputs, as the file's weight types need
                       (``pyintro.padding``), with flash attention on. A point's logits
@@ -297,7 +300,7 @@ class Model:
                              f"({self.n_ctx}); load the model with a larger n_ctx")
         branches = [(p, resolve(self, point, len(p))) for p, point in zip(prompts, points)]
         first = min(min(first_injected(specs, len(p) - 1), common_length(p, prompts[0])) for p, specs in branches)
-        return self._decoder.tree(branches, first, conts)
+        return tree(self._decoder, branches, first, conts)
 
     def capture(
         self,
@@ -357,8 +360,9 @@ class Model:
         token. ``temperature=0`` is greedy; otherwise continuation j samples with the seed
         (seed, j), so it is the same alone or among others (``generate_many`` with those seeds).
         """
-        if n < 1 or n > self.n_seq_max:
-            raise ValueError(f"n must be between 1 and n_seq_max ({self.n_seq_max})")
+        most = self.n_seq_max - self._decoder.first_seq  # a recurrent model keeps sequence 0 for the prompt
+        if n < 1 or n > most:
+            raise ValueError(f"n must be between 1 and {most} (n_seq_max {self.n_seq_max})")
         seeds = [None if seed is None else [int(seed), j] for j in range(n)]
         return self.generate_many(ids, [list(inject)] * n, max_tokens, temperature, seeds, top_k, top_p)
 
@@ -368,8 +372,9 @@ class Model:
         strength) and its own seed (``seeds[j]``: anything ``np.random.default_rng`` takes; None:
         fresh entropy), decoded together. A continuation depends only on its point and seed."""
         ids = check_ids(self, ids)
-        if not 1 <= len(points) <= self.n_seq_max:
-            raise ValueError(f"give between 1 and n_seq_max ({self.n_seq_max}) points, got {len(points)}")
+        most = self.n_seq_max - self._decoder.first_seq  # a recurrent model keeps sequence 0 for the prompt
+        if not 1 <= len(points) <= most:
+            raise ValueError(f"give between 1 and {most} points (n_seq_max {self.n_seq_max}), got {len(points)}")
         seeds = [None] * len(points) if seeds is None else list(seeds)
         if len(seeds) != len(points):
             raise ValueError(f"{len(seeds)} seeds for {len(points)} points: give one seed per point")
