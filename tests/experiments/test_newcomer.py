@@ -88,6 +88,9 @@ def test_every_experiment_merges_and_plots(name, tmp_path, lib_dir, pair_list):
     r = invoke("merge", tmp_path / "shards", "--out", tmp_path / "merged")
     assert r.exit_code == 0 and "wrote" in r.output, r.output
     summary = json.loads((tmp_path / "merged" / "summary.json").read_text())
+    # The residual norms were measured with the model; a merge (without it) keeps the first shard's.
+    first = json.loads((tmp_path / "shards" / "1" / "summary.json").read_text())
+    assert summary["residual_norms"] == first["residual_norms"] and len(first["residual_norms"]) == 30
     for f in summary["files"]:
         if f.endswith((".csv", ".png")):
             assert (tmp_path / "merged" / f).stat().st_size > 0, f
@@ -95,7 +98,8 @@ def test_every_experiment_merges_and_plots(name, tmp_path, lib_dir, pair_list):
     r = invoke("plot", tmp_path / "merged")
     assert r.exit_code == 0, r.output
     assert all((tmp_path / "merged" / f).exists() for f in summary["files"])
-    assert json.loads((tmp_path / "merged" / "summary.json").read_text())["verdict"] if name != "control" else True
+    again = json.loads((tmp_path / "merged" / "summary.json").read_text())
+    assert again["verdict"] and again["residual_norms"] == first["residual_norms"]
 
 
 def test_ctrl_c_during_extraction_exits_130_and_resume_goes_on(tmp_path):

@@ -50,7 +50,7 @@ def merge(folders, out_dir):
                    "(default: FOLDER itself).")
 def plot(folder, kind, layer, strength, out):
     """Draw an experiment's figures (and its cells and summary.json) again from its results folder."""
-    from pyintro.experiments import finish, read_folder
+    from pyintro.experiments import read_folder, reanalyse
     from pyintro.experiments.sweep_analysis import figures
 
     folder = folder.parent if folder.name == "results.csv" else folder
@@ -66,6 +66,4 @@ def plot(folder, kind, layer, strength, out):
         click.echo(f"wrote {out}")
         return
     out = check_out_dir(out or folder)
-    prov = {k: meta.get(k) for k in ("pyintro", "llama_cpp_python", "model_path", "model_sha256", "quant_type",
-                                     "numerics", "prompt_format")}
-    echo_summary(finish(exp, rows, out, prov, meta.get("context") or {}), out)
+    echo_summary(reanalyse(folder, out), out)

@@ -7,10 +7,10 @@ Lindsey (2025) (``detection`` and ``trials``: experiment 1; ``thoughts``: 2; ``p
 
 from pyintro.experiments import (control, detection, prefill, prefill_trials, sweep, thoughts, thoughts_trials,
                                  trials)
-from pyintro.experiments.protocol import Experiment, execute, finish, merge, read_folder, run
+from pyintro.experiments.protocol import Experiment, execute, finish, merge, read_folder, reanalyse, run
 
 EXPERIMENTS = {e.name: e for e in (sweep.EXPERIMENT, detection.EXPERIMENT, trials.EXPERIMENT, thoughts.EXPERIMENT,
                                    thoughts_trials.TRIALS, prefill.EXPERIMENT, prefill_trials.TRIALS,
                                    control.EXPERIMENT)}
 
-__all__ = ["EXPERIMENTS", "Experiment", "execute", "finish", "merge", "read_folder", "run"]
+__all__ = ["EXPERIMENTS", "Experiment", "execute", "finish", "merge", "read_folder", "reanalyse", "run"]

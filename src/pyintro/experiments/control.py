@@ -127,7 +127,8 @@ def design(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], laye
         return [(n, chunk[0], L) for n in names for L in layers]
 
     stage = Stage(lambda done: shard_of(list(pair_list), shard), score, keys, "control", "row")
-    return Work(dict(meta, seed=int(seed)), [stage], {"seed": int(seed)}, units=len(pair_list))
+    return Work(dict(meta, seed=int(seed)), [stage], {"seed": int(seed)}, units=len(pair_list),
+                prompts=[pair_prompt(model, all_variants[names[0]], *p[1:])[0] for p in list(pair_list)[:2]])
 
 
 def control(model, vectors: dict, pair_list: Sequence[tuple[int, str, str]], layers=None,

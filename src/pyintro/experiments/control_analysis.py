@@ -9,7 +9,7 @@ from pyintro import plots
 from pyintro.experiments.protocol import Analysis
 from pyintro.experiments.stats import bootstrap
 
-__all__ = ["CONTRASTS", "CONTRAST_COLUMNS", "analyse", "contrasts", "layer_means", "summary"]
+__all__ = ["CONTRASTS", "CONTRAST_COLUMNS", "analyse", "contrasts", "layer_means", "summary", "verdict"]
 
 CONTRASTS = [("think_vs_baseline", "think", None), ("dont_think_vs_baseline", "dont_think", None),
              ("think_vs_dont_think", "think", "dont_think"), ("rewarded_vs_punished", "rewarded", "punished"),
@@ -77,8 +77,37 @@ def summary(rows, contrast_rows) -> dict:
     return head
 
 
+WORDING = ("c1_affirm_vs_negate", "c2_affirm_vs_negate", "c3_affirm_vs_negate")
+
+
+def verdict(head: dict) -> str:
+    """One sentence from the numbers: think minus don't-think at its best layer, with its
+    interval, against the null of the wording controls (the word in affirmative against
+    negated statements, with no instruction to think): their best layer's mean."""
+    t = head.get("think_vs_dont_think")
+    if t is None:
+        return "no pairs told both to think and not to think of the word: nothing to judge"
+    p = t["peak"]
+    null = max((head[n]["peak"]["mean"] for n in WORDING if n in head), default=float("nan"))
+    words = (f"think − don't think: best {p['mean']:+.4f} [{p['lo']:+.4f}, {p['hi']:+.4f}] at layer {p['layer']}, "
+             f"interval above 0 at {t['layers_above_zero']} of {head['n_layers']} layers; the wording controls' "
+             f"best {null:+.4f}")
+    if p["lo"] > 0 and p["lo"] > null:
+        claim = "told to think of the word, the model holds it closer than when told not to, beyond the wording alone"
+    elif p["lo"] > 0:
+        claim = ("told to think of the word, the model holds it closer than when told not to, but not beyond the "
+                 "wording controls' best (the word in affirmative against negated statements)")
+    else:
+        claim = "no layer holds the word closer, with its whole 95% interval, when told to think of it"
+    out = f"{claim} ({words})"
+    if "rewarded_vs_punished" in head:
+        r = head["rewarded_vs_punished"]["peak"]
+        out += f"; incentives: rewarded − punished best {r['mean']:+.4f} [{r['lo']:+.4f}, {r['hi']:+.4f}]"
+    return out
+
+
 def report(head: dict) -> list[str]:
-    lines = []
+    lines = [head["verdict"]]
     for name, label in (("think_vs_baseline", "think − baseline"),
                         ("dont_think_vs_baseline", "don't think − baseline"),
                         ("think_vs_dont_think", "think − don't think"),
@@ -98,6 +127,7 @@ def analyse(rows: list, context: dict) -> Analysis:
     seed = int(context.get("seed", 0))
     cons = contrasts(rows, seed=seed)
     head = summary(rows, cons)
+    head["verdict"] = verdict(head)
     title = f"{context.get('model', '')}: experiment 4, intentional control"
     return Analysis({"contrasts.csv": (cons, CONTRAST_COLUMNS), "layers.csv": (layer_means(rows), None)}, head,
                     report(head), {"control.png": lambda p: figure(rows, cons, p, title, seed),

@@ -25,7 +25,8 @@ from pyintro.norms import residual_norms
 from pyintro.results import Table, merge_rows, provenance, read_rows, run_chunks, sidecar, write_rows
 from pyintro.stimuli import CITATION
 
-__all__ = ["Analysis", "Experiment", "Schema", "Stage", "Work", "execute", "finish", "merge", "read_folder", "run"]
+__all__ = ["Analysis", "Experiment", "Schema", "Stage", "Work", "execute", "finish", "merge", "read_folder", "reanalyse",
+           "run"]
 
 _TYPES = {"int": int, "float": float, "str": str}
 
@@ -241,4 +242,28 @@ def merge(folders: Sequence, out_dir) -> tuple[Experiment, dict]:
         if src is not None:
             shutil.copyfile(src, out_dir / name)
     prov = {k: meta.get(k) for k in _PROVENANCE}
-    return exp, finish(exp, rows, out_dir, prov, meta.get("context") or {})
+    return exp, finish(exp, rows, out_dir, prov, _context(meta, folders))
+
+
+def reanalyse(folder, out_dir=None) -> dict:
+    """A results folder's cell tables, figures and summary.json drawn again from its rows (into
+    ``out_dir``, default the folder itself), with the current analysis. Returns the summary."""
+    folder = Path(folder)
+    exp, rows, meta = read_folder(folder)
+    prov = {k: meta.get(k) for k in _PROVENANCE}
+    return finish(exp, rows, out_dir or folder, prov, _context(meta, [folder]))
+
+
+def _context(meta: dict, folders: Sequence) -> dict:
+    """The sidecar's context, with the residual norms the run's summary recorded: they were
+    measured with the model, which a re-analysis does without."""
+    context = dict(meta.get("context") or {})
+    for d in folders:
+        try:
+            norms = json.loads((Path(d) / "summary.json").read_text()).get("residual_norms")
+        except (OSError, ValueError):
+            continue
+        if norms:
+            context["residual_norms"] = norms
+            break
+    return context
