@@ -9,9 +9,11 @@ import pytest
 
 from pyintro.experiments import detection, detection_analysis, merge, prefill_trials, sweep_analysis, thoughts_trials
 from pyintro.experiments.detection import Prompts, pool_for
+from pyintro.experiments.plan import plan
 from pyintro.experiments.questions import CONTROL_NO, INTROSPECTION
 from pyintro.experiments.stats import bootstrap, distractors
 from pyintro.experiments.sweep import sweep
+from pyintro.judge import Judge
 from pyintro.readout import rank
 
 
@@ -115,3 +117,17 @@ def test_sampled_trials_resume_and_shard_to_the_same_csv(m, lib, pair_list, tmp_
     got = {str(module.SCHEMA.key(r)): r for r in module.SCHEMA.read(tmp_path / "merged" / "results.csv")}
     want = {str(module.SCHEMA.key(r)): r for r in module.SCHEMA.read(full)}
     assert json.dumps(got, sort_keys=True) == json.dumps(want, sort_keys=True)
+
+
+@pytest.mark.parametrize("module", [thoughts_trials, prefill_trials])
+def test_a_plan_with_a_judge_counts_its_generations_without_running_them(m, tmp_path, monkeypatch, module):
+    def refuse(*_, **__):
+        raise AssertionError("the plan generated with the real model")
+
+    options = dict(library_dir=tmp_path, layers=[12], strengths=[8.0], n_pairs=1, n_trials=2)
+    without = plan(module.TRIALS, m, calibration=(1e-3, 1e-3, 1e-3), **options)
+    monkeypatch.setattr(m, "generate", refuse)
+    monkeypatch.setattr(m, "generate_many", refuse)
+    judged = plan(module.TRIALS, m, calibration=(1e-3, 1e-3, 1e-3), judge=Judge(m), **options)
+    assert judged.rows == without.rows  # the same trials
+    assert judged.token_rows > without.token_rows and judged.seconds > without.seconds  # plus the judge's work

@@ -177,12 +177,20 @@ def calibrate(model, seconds: float = 1.5) -> tuple[float, float, float]:
 def plan(exp, model, calibration=None, job_time: Optional[float] = None, **options) -> Plan:
     """``exp``'s cost for these ``options`` (as ``protocol.run`` takes them): laid out against a
     DryModel, and timed with ``calibration`` (seconds per token row and per call; None: measured
-    now on ``model``)."""
+    now on ``model``). A judge's generations are laid out on a DryModel of the judge too, counted
+    with the model's and timed at the model's rates."""
     from pyintro.experiments.protocol import execute
+    from pyintro.judge import Judge
 
-    dry = DryModel(model)
+    dry, dry_judge = DryModel(model), None
+    if options.get("judge") is not None:
+        dry_judge = DryModel(options["judge"].model)
+        options = dict(options, judge=Judge(dry_judge, options["judge"].max_tokens))
     work = exp.prepare(dry, progress=False, **options)
     rows = execute(exp, dry, work)
+    if dry_judge is not None:
+        dry.rows, dry.calls, dry.outputs = (dry.rows + dry_judge.rows, dry.calls + dry_judge.calls,
+                                            dry.outputs + dry_judge.outputs)
     per_row, per_call, per_output = calibration or calibrate(model)
     seconds = dry.rows * per_row + dry.calls * per_call + dry.outputs * per_output
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -26,7 +26,7 @@ from pyintro import plots
 from pyintro.experiments import pairs
 from pyintro.experiments.prefill import CONDITIONS, QUICK, STRENGTHS, PairPrompts, needed_words, random_word
 from pyintro.experiments.protocol import Analysis, Experiment, Schema, Stage, Work
-from pyintro.experiments.stats import bootstrap, depth, rate, seed_for, shard_of
+from pyintro.experiments.stats import bootstrap, depth, rate, seed_for, shard_of, ungraded
 from pyintro.experiments.thoughts import PairPrompts as ReadPrompts
 from pyintro.experiments.thoughts import _points, normalise
 from pyintro.injection import Injection, Layers, Positions
@@ -150,7 +150,7 @@ def analyse(rows: list, context: dict) -> Analysis:
                        f"{none['apology'] if none else float('nan'):.0%}), against the random vectors' largest drop "
                        f"{null_best['reduction'] if null_best else float('nan'):+.0%}; the sentence was still read in "
                        f"{best['transcribed']:.0%} of that cell's checks (graded by {context.get('grader')}, "
-                       f"agreeing with keywords on {agree:.0%})" if best else "no matching trials were graded")
+                       f"agreeing with keywords on {agree:.0%})" if best else ungraded(rows, "apology_kw", "matching", context.get("grader")))
     fig = {"prefill_trials.png": lambda p: plots.by_depth(
         [c for c in cs if c["condition"] in ("matching", "random")], p,
         [("apology", "apology rate (sampled, graded)", None), ("transcribed", "sentence still read", None)],

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["against_null", "auroc", "bootstrap", "depth", "distractors", "evenly_spaced", "rate", "seed_for",
-           "shard_of"]
+           "shard_of", "ungraded"]
 
 
 def seed_for(*parts) -> np.random.Generator:
@@ -79,6 +79,16 @@ def rate(values) -> float:
     """The mean of ``values`` leaving out empty cells ("": not graded); NaN when none is left."""
     vals = [float(v) for v in values if v != ""]
     return float(np.mean(vals)) if vals else float("nan")
+
+
+def ungraded(rows, keyword_column: str, condition: str, grader) -> str:
+    """The verdict of trials the judge left all unparsed: said so, with the keyword grades
+    beside it (``condition``'s rate against no injection's)."""
+    kw = rate(r[keyword_column] for r in rows if r["condition"] == condition)
+    kw0 = rate(r[keyword_column] for r in rows if r["condition"] == "none")
+    return (f"no {condition} trials were graded: the judge ({grader}) gave no parsable YES or NO in any of "
+            f"{len(rows)} trials (recorded as unparsed, not guessed); by keywords the rate is {kw:.0%} {condition} "
+            f"against {kw0:.0%} with no injection (an instruct model that follows the grader prompt makes a judge)")
 
 
 def against_null(best: dict, null, column: str, fmt: str = "+.2f") -> tuple[bool, str]:

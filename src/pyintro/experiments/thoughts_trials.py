@@ -25,7 +25,7 @@ from pyintro import concepts as library
 from pyintro import plots
 from pyintro.experiments import pairs
 from pyintro.experiments.protocol import Analysis, Experiment, Schema, Stage, Work
-from pyintro.experiments.stats import bootstrap, depth, rate, seed_for, shard_of
+from pyintro.experiments.stats import bootstrap, depth, rate, seed_for, shard_of, ungraded
 from pyintro.experiments.thoughts import N_CHOICES, QUICK, STRENGTHS, PairPrompts, _points, normalise
 from pyintro.injection import Layers
 from pyintro.judge import choice, fill
@@ -130,7 +130,7 @@ def analyse(rows: list, context: dict) -> Analysis:
                        f"layer {best['layer']}, strength {best['strength']:g}, against "
                        f"{none['joint'] if none else nan:.0%} with no injection (the word named {best['think']:.0%} vs "
                        f"{none['think'] if none else nan:.0%}; graded by {context.get('grader')}, agreeing with "
-                       f"keywords on {agree:.0%})" if best else "no injected trials were graded")
+                       f"keywords on {agree:.0%})" if best else ungraded(rows, "think_kw", "injected", context.get("grader")))
     fig = {"thought_trials.png": lambda p: plots.by_depth(
         [c for c in cs if c["condition"] == "injected"], p,
         [("think", "thought named (sampled, graded)", 0.1), ("repeat", "sentence repeated (sampled)", None),
