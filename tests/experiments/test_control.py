@@ -140,3 +140,16 @@ def test_compare_experiment_over_files(m, lib_dir, tmp_path):
     r = CliRunner().invoke(main, ["compare", str(m.path), str(m.path), "--experiment", "control", "--strengths", "2",
                                   "--out", str(out)])
     assert r.exit_code == 2 and "injects nothing" in r.output
+
+
+def test_the_verdict_holds_only_where_the_interval_clears_zero_and_the_wording_controls():
+    def head(lo, wording):
+        peak = {"mean": lo + 0.01, "lo": lo, "hi": lo + 0.02, "layer": 7}
+        return {"n_layers": 30, "think_vs_dont_think": {"peak": peak, "layers_above_zero": 3},
+                "c2_affirm_vs_negate": {"peak": {"mean": wording}}}
+
+    assert control_analysis.verdict(head(0.02, 0.01)).startswith("told to think of the word, the model holds it "
+                                                                   "closer than when told not to, beyond the wording")
+    assert "but not beyond the wording controls' best" in control_analysis.verdict(head(0.02, 0.05))
+    assert control_analysis.verdict(head(-0.001, -0.01)).startswith("no layer holds the word closer")
+    assert control_analysis.verdict({"n_layers": 30}).startswith("no pairs told both")
