@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
 from pyintro import padding, recurrent
 from pyintro._native import _engine
 from pyintro.decode import drain_log
@@ -80,6 +82,27 @@ def open_engine(path: Path, n_gpu_layers: int, n_threads: Optional[int], n_ctx: 
     params.n_seq_max = int(n_seq_max)
     _engine.log_install()  # importing llama_cpp installs its own log callback; take it back
     try:
-        return _engine.Engine(params)
+        engine = _engine.Engine(params)
     finally:
         drain_log()
+    if params.eval_callback:
+        _check_layer_outputs(engine, path)
+    return engine
+
+
+def _check_layer_outputs(engine: "_engine.Engine", path: Path) -> None:
+    """Refuse a graph whose layer outputs the hook cannot find (llama.cpp's PLaMo-2 names none),
+    before any real decode: one token, layer 0 captured, then the memory cleared."""
+    one = np.zeros(1, np.int32)
+    try:
+        engine.decode(one, one, one, np.ones(1, np.uint8), [], one, one, logits=False)
+        engine.memory_clear()
+    except RuntimeError as e:
+        engine.close()
+        if "no tensor named" not in str(e):
+            raise
+        raise ValueError(f"{path.name}: {e}. Load a model of another architecture "
+                         "(docs/models.md lists those tested)") from None
+    except BaseException:
+        engine.close()
+        raise
